@@ -1,0 +1,67 @@
+"""Admin listener (separate port): ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz``.
+
+``/healthz`` is 200 while the event loop runs. ``/readyz`` is 200 only after the first
+complete table load and before shutdown starts (503 with the reason otherwise), so a
+Kubernetes readiness probe takes the gateway out of its Service while it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    gc_collector,
+    generate_latest,
+    platform_collector,
+    process_collector,
+)
+
+
+def make_registry(collector) -> CollectorRegistry:
+    """A registry with the gateway's collector plus process/platform/GC metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    process_collector.ProcessCollector(registry=registry)
+    platform_collector.PlatformCollector(registry=registry)
+    gc_collector.GCCollector(registry=registry)
+    return registry
+
+
+async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
+        writer.close()
+        return
+    parts = head.split(b"\r\n", 1)[0].split()
+    path = parts[1].split(b"?", 1)[0] if len(parts) > 1 else b"/"
+    ctype = b"text/plain; charset=utf-8"
+    if path == b"/metrics":
+        status, body, ctype = 200, generate_latest(registry), CONTENT_TYPE_LATEST.encode()
+    elif path == b"/healthz":
+        status, body = 200, b"ok\n"
+    elif path == b"/readyz":
+        reason = gw.not_ready_reason()
+        status, body = (200, b"ready\n") if reason is None else (503, reason.encode() + b"\n")
+    else:
+        status, body = 404, b"not found; try /metrics, /healthz, /readyz\n"
+    reason_phrase = {200: b"OK", 404: b"Not Found", 503: b"Service Unavailable"}[status]
+    writer.write(
+        b"HTTP/1.1 %d %s\r\ncontent-type: %b\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+        % (status, reason_phrase, ctype, len(body))
+        + body
+    )
+    with contextlib.suppress(OSError):
+        await writer.drain()
+    writer.close()
+
+
+async def start_admin(gw, host: str, port: int) -> asyncio.base_events.Server:
+    """Start the admin listener; returns the asyncio server."""
+    registry = make_registry(gw.metrics)
+    return await asyncio.start_server(
+        lambda r, w: _handle(gw, registry, r, w), host, port, reuse_address=True
+    )

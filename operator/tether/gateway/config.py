@@ -1,0 +1,74 @@
+"""Gateway settings: one frozen value object built from flags/env, shared by every component.
+
+Invariants: every timeout is > 0 seconds; ``trusted_proxies`` holds parsed networks so the hot
+path never parses text; ``default_service`` is ``(namespace, name, port | None)`` or None.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway needs to run; defaults suit a pod (0.0.0.0:8080, admin 9901)."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8080
+    admin_host: str = "0.0.0.0"
+    admin_port: int = 9901  # 0 disables the admin listener
+    tables_dir: str | None = None  # directory of *.json table documents (non-Kubernetes use)
+    tables_namespace: str | None = "tether-system"  # ConfigMaps watched when tables_dir is None
+    poll_interval: float = 1.0  # directory source re-scan period
+    cluster_domain: str = "cluster.local"
+    home_namespace: str = "default"  # bare `svc` Hosts resolve here first
+    default_service: tuple[str, str, int | None] | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+    connect_timeout: float = 2.0
+    header_timeout: float = 10.0  # client must send a complete request head within this
+    idle_timeout: float = 60.0  # client keep-alive connection idle between requests
+    upstream_timeout: float = 30.0  # wait for the response head / gap between upstream reads
+    upstream_idle_timeout: float = 15.0  # pooled upstream connection unused this long is closed
+    max_header_bytes: int = 65536
+    max_body_bytes: int = 0  # 0 = unlimited (streamed, never buffered whole)
+    connect_attempts: int = 3  # endpoints tried on connect failure (Envoy retry semantics)
+    eject_seconds: float = 5.0  # an endpoint that refused a connection is skipped this long
+    drain_timeout: float = 25.0  # SIGTERM: in-flight requests get at most this long
+    shutdown_delay: float = 0.0  # SIGTERM: keep serving (not ready) this long before draining
+    access_log: str = "stdout"  # off | stdout | a file path
+    log_level: str = "info"
+    backlog: int = 1024
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def tick(self) -> float:
+        """Period of the single timeout sweeper: fine enough for the shortest timeout."""
+        shortest = min(
+            self.connect_timeout,
+            self.header_timeout,
+            self.idle_timeout,
+            self.upstream_timeout,
+            self.upstream_idle_timeout,
+        )
+        return max(0.01, min(1.0, shortest / 4))
+
+
+def parse_cidrs(text: str) -> tuple[Network, ...]:
+    """Parse a comma-separated CIDR list (``10.0.0.0/8,::1/128``); raise ValueError if bad."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part:
+            out.append(ipaddress.ip_network(part, strict=False))
+    return tuple(out)
+
+
+def parse_service_ref(text: str) -> tuple[str, str, int | None]:
+    """Parse ``ns/name[:port]``; raise ValueError when the namespace or name is missing."""
+    ref, _, port = text.partition(":")
+    ns, _, name = ref.partition("/")
+    if not ns or not name:
+        raise ValueError(f"expected ns/name[:port], got {text!r}")
+    return ns, name, int(port) if port else None

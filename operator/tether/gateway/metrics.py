@@ -1,0 +1,150 @@
+"""Gateway metrics: plain ints on the hot path, exported through a prometheus-client collector.
+
+Per request the proxy does one dict increment and one bucket increment; the Prometheus
+families are assembled only when ``/metrics`` is scraped. Invariant: every counter is
+monotonic for the life of the process; the latency histogram's ``_count`` equals the number
+of upstream responses observed.
+
+Names:
+- ``tether_gateway_requests_total{route,upstream,code}`` (upstream "" = answered by the gateway)
+- ``tether_gateway_upstream_latency_seconds{route}`` histogram: request sent upstream → last
+  response byte received
+- ``tether_gateway_upstream_connect_failures_total{upstream}``
+- ``tether_gateway_cookies_generated_total{route}``
+- ``tether_gateway_active_requests``, ``tether_gateway_upstream_connections{state}``
+- ``tether_gateway_table_generation``, ``tether_gateway_table_age_seconds``,
+  ``tether_gateway_tables``, ``tether_gateway_table_load_errors_total{source}``,
+  ``tether_gateway_ready``
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import defaultdict
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Histogram:
+    """Cumulative-at-export histogram with Prometheus' ``le`` buckets."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+
+class GatewayMetrics(Collector):
+    """All gateway counters; ``collect()`` renders them for prometheus-client."""
+
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str, int], int] = defaultdict(int)
+        self.latency: dict[str, Histogram] = {}
+        self.connect_failures: defaultdict[str, int] = defaultdict(int)
+        self.cookies_generated: defaultdict[str, int] = defaultdict(int)
+        self.table_load_errors: defaultdict[str, int] = defaultdict(int)
+        self.table_generation = 0
+        self.table_swapped_at = 0.0
+        self.tables = 0
+        self.ready = False
+        self.active_requests = 0
+        self.connections = lambda: {}  # set by the gateway: state -> count
+
+    def observe(self, route: str, seconds: float) -> None:
+        """Record one upstream exchange duration for ``route``."""
+        hist = self.latency.get(route)
+        if hist is None:
+            hist = self.latency[route] = Histogram()
+        hist.counts[bisect_left(BUCKETS, seconds)] += 1
+        hist.sum += seconds
+
+    def table_swapped(self, n_tables: int) -> None:
+        """A new routing table set is live."""
+        self.table_generation += 1
+        self.table_swapped_at = time.time()
+        self.tables = n_tables
+
+    def collect(self):
+        """Yield metric families (called by prometheus-client at scrape time)."""
+        req = CounterMetricFamily(
+            "tether_gateway_requests",
+            "Requests answered, by route, upstream (empty: answered by the gateway) and status.",
+            labels=["route", "upstream", "code"],
+        )
+        for (route, upstream, code), n in list(self.requests.items()):
+            req.add_metric([route, upstream, str(code)], n)
+        yield req
+        hist = HistogramMetricFamily(
+            "tether_gateway_upstream_latency_seconds",
+            "Time from sending a request upstream to the last byte of its response.",
+            labels=["route"],
+        )
+        for route, h in list(self.latency.items()):
+            cum, buckets = 0, []
+            for bound, n in zip((*BUCKETS, float("inf")), h.counts, strict=True):
+                cum += n
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cum))
+            hist.add_metric([route], buckets, h.sum)
+        yield hist
+        yield _counter(
+            "tether_gateway_upstream_connect_failures",
+            "Failed connection attempts to an upstream endpoint.",
+            "upstream",
+            self.connect_failures,
+        )
+        yield _counter(
+            "tether_gateway_cookies_generated",
+            "Affinity cookies generated (Set-Cookie added) per route.",
+            "route",
+            self.cookies_generated,
+        )
+        yield _counter(
+            "tether_gateway_table_load_errors",
+            "Table documents rejected (the last good table stays in use).",
+            "source",
+            self.table_load_errors,
+        )
+        yield GaugeMetricFamily(
+            "tether_gateway_table_generation",
+            "Number of routing table swaps since start.",
+            value=self.table_generation,
+        )
+        age = time.time() - self.table_swapped_at if self.table_swapped_at else 0.0
+        yield GaugeMetricFamily(
+            "tether_gateway_table_age_seconds", "Seconds since the last table swap.", value=age
+        )
+        yield GaugeMetricFamily(
+            "tether_gateway_tables", "Table documents currently routed.", value=self.tables
+        )
+        yield GaugeMetricFamily(
+            "tether_gateway_ready",
+            "1 once the first complete table load is done.",
+            value=int(self.ready),
+        )
+        yield GaugeMetricFamily(
+            "tether_gateway_active_requests", "Requests in flight.", value=self.active_requests
+        )
+        conns = GaugeMetricFamily(
+            "tether_gateway_upstream_connections",
+            "Upstream connections by state (busy, idle).",
+            labels=["state"],
+        )
+        for state, n in self.connections().items():
+            conns.add_metric([state], n)
+        yield conns
+
+
+def _counter(name: str, doc: str, label: str, values: dict) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in list(values.items()):
+        fam.add_metric([key], n)
+    return fam

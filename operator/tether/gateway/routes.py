@@ -1,0 +1,282 @@
+"""Routes: one per published table (service port), and the Host → route index (DESIGN §3.4).
+
+Host forms accepted for Service ``name`` in namespace ``ns``: ``name``, ``name.ns``,
+``name.ns.svc``, ``name.ns.svc.<cluster-domain>``, each optionally with ``:port``.
+- ``:port`` equal to a published Service port selects that port's table; no port, or a port
+  that is not published for the Service (e.g. the gateway's own port), selects the Service's
+  lowest published port.
+- A bare ``name`` resolves to the home namespace's Service if there is one, else to the only
+  Service of that name; a bare name shared by several other namespaces does not resolve.
+- Any other Host takes the default route: ``--default-service ns/name[:port]`` if given, else
+  the only published Service when exactly one is published, else none (404 "no route").
+- Subset tables are not Host-routable (only a VirtualService could select them); they are kept
+  for observability only.
+
+Invariant: a ``Router`` is immutable once built; the gateway swaps the whole object.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+
+from tether.hashing import CookieKey
+from tether.hashing.keys.config import key_from_model
+from tether.models.table import TableDocument, TableDocumentError
+
+from .http import split_host_port
+from .lookup import bounded, build_chooser, ready_endpoints
+
+log = logging.getLogger("tether.gateway")
+
+_RANDOM = random.Random()
+_getrandbits = _RANDOM.getrandbits
+
+
+class Target:
+    """One ready endpoint: where to connect and what to log."""
+
+    __slots__ = ("authority", "host", "pod", "port", "weight")
+
+    def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
+        self.host = host
+        self.port = port
+        self.pod = pod or ""
+        self.weight = weight
+        self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _smooth_schedule(weights: list[int]) -> list[int]:
+    """nginx's smooth weighted round robin, one full cycle (capped to 4096 picks)."""
+    if len(set(weights)) <= 1:
+        return list(range(len(weights)))
+    total, current, out = sum(weights), [0] * len(weights), []
+    for _ in range(min(total, 4096)):
+        for i, w in enumerate(weights):
+            current[i] += w
+        best = max(range(len(weights)), key=lambda i: current[i])
+        current[best] -= total
+        out.append(best)
+    return out
+
+
+class Route:
+    """A published table made usable: targets, how to hash, how to choose, in-flight counts.
+
+    ``pick(request, attempt, tried, ejected)`` returns a target index or None; for attempt 0 it
+    computes ``request.hash`` (the affinity hash, None when the policy has no key or the key
+    was absent and not generated).
+    """
+
+    __slots__ = (
+        "active",
+        "chooser",
+        "doc",
+        "is_ketama",
+        "key",
+        "keys",
+        "kind",
+        "mode",
+        "rr",
+        "schedule",
+        "targets",
+        "total_active",
+    )
+
+    def __init__(self, doc: TableDocument) -> None:
+        self.doc = doc
+        self.key = doc.key
+        _, ready = ready_endpoints(doc)
+        self.targets = [Target(ep.address, ep.port, ep.pod, ep.weight) for ep in ready]
+        self.active = [0] * len(self.targets)
+        self.total_active = 0
+        self.rr = 0
+        self.chooser = None
+        self.keys: tuple = ()
+        self.is_ketama = False
+        policy = doc.policy
+        if policy.type == "consistentHash":
+            try:
+                chooser, hosts = build_chooser(doc)
+                if chooser is not None and policy.hash_balance_factor > 0:
+                    chooser = bounded(chooser, hosts, policy.hash_balance_factor)
+            except ValueError as exc:  # config errors from the hashing layer
+                raise TableDocumentError(str(exc)) from None
+            self.chooser = chooser
+            self.is_ketama = policy.algorithm == "ketama"
+            self.mode = "bounded" if policy.hash_balance_factor > 0 else "hash"
+            if policy.hash_key is not None:
+                self.keys = (key_from_model(policy.hash_key),)
+                self.kind = policy.hash_key.kind
+            else:
+                self.kind = "random"
+        else:
+            simple = (policy.simple or "ROUND_ROBIN").upper()
+            self.mode = {"LEAST_REQUEST": "least", "LEAST_CONN": "least", "RANDOM": "random"}.get(
+                simple, "rr"
+            )
+            self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
+        self.schedule = _smooth_schedule([t.weight for t in self.targets])
+
+    # -- choosing ---------------------------------------------------------------------------
+
+    def pick(self, request, attempt: int, tried: set | None, ejected: dict | None) -> int | None:
+        """Target index for this attempt, skipping tried/ejected targets when others remain."""
+        n = len(self.targets)
+        if not n:
+            return None
+        mode = self.mode
+        if mode == "rr":
+            sched = self.schedule
+            for _ in range(len(sched)):
+                i = sched[self.rr % len(sched)]
+                self.rr += 1
+                if not _skip(self.targets[i], i, tried, ejected):
+                    return i
+            return None
+        if mode == "hash" or mode == "bounded":
+            if attempt == 0:
+                request.hash = self._hash(request)
+            h = request.hash
+            if h is None:
+                if request.rand is None:
+                    request.rand = _getrandbits(64)
+                h = request.rand
+            chooser = self.chooser
+            if self.is_ketama:
+                text = request.key_text
+                if text is not None and attempt == 0:
+                    i = chooser.choose_key(text)
+                    if i is not None and not _skip(self.targets[i], i, tried, ejected):
+                        return i
+                mode = "random"  # no key, or its host failed: any live target
+            else:
+                # Envoy's retry: attempt k uses choose(h, k); targets already tried or ejected
+                # are passed over (its previous-hosts predicate), bounded by 2·n selections.
+                for a in range(attempt, attempt + 2 * n + 1):
+                    if mode == "bounded":
+                        i = chooser.choose(h, a, self.active, self.total_active)
+                    else:
+                        i = chooser.choose(h, a)
+                    if i is None:
+                        return None
+                    if not _skip(self.targets[i], i, tried, ejected):
+                        request.attempt = a
+                        return i
+                return None
+        live = [i for i in range(n) if not _skip(self.targets[i], i, tried, ejected)]
+        if not live:
+            return None
+        if mode == "least" and len(live) > 1:
+            a, b = _RANDOM.sample(live, 2)
+            return a if self.active[a] <= self.active[b] else b
+        return _RANDOM.choice(live)
+
+    def _hash(self, request) -> int | None:
+        """Envoy's hash policy over this route's key(s); may generate the affinity cookie."""
+        keys = self.keys
+        if not keys:
+            return None
+        key = keys[0]
+        h = key.evaluate(request, request.add_cookie if isinstance(key, CookieKey) else None)
+        if self.is_ketama:
+            request.key_text = _key_text(key, request)
+        return h
+
+
+def _skip(target: Target, i: int, tried: set | None, ejected: dict | None) -> bool:
+    return bool((tried and i in tried) or (ejected and target.authority in ejected))
+
+
+def _key_text(key, request) -> str | None:
+    """The raw key string for ketama (which hashes the string itself, not XXH64)."""
+    from tether.hashing import HeaderKey, QueryKey, SourceIpKey, cookie_value, query_value
+
+    if isinstance(key, CookieKey):
+        v = cookie_value(request.header_values(b"cookie"), key.name) or request.generated
+    elif isinstance(key, HeaderKey):
+        vals = request.header_values(key.name.lower().encode())
+        v = vals[0] if vals else None
+    elif isinstance(key, QueryKey):
+        v = query_value(request.path, key.name)
+    elif isinstance(key, SourceIpKey):
+        v = request.remote_ip
+    else:  # pragma: no cover
+        v = None
+    if isinstance(v, bytes):
+        v = v.decode("latin-1")
+    return v or None
+
+
+class Router:
+    """Immutable Host → Route index plus the default route; built from table documents."""
+
+    __slots__ = ("_cache", "by_key", "default", "hosts", "routes")
+
+    def __init__(
+        self,
+        routes: Iterable[Route],
+        *,
+        cluster_domain: str = "cluster.local",
+        home_namespace: str = "default",
+        default_service: tuple[str, str, int | None] | None = None,
+    ) -> None:
+        self.routes = [r for r in routes]
+        self.by_key = {r.key: r for r in self.routes}
+        services: dict[tuple[str, str], dict[int, Route]] = {}
+        for r in self.routes:
+            if r.doc.subset:
+                continue
+            svc = r.doc.service
+            services.setdefault((svc.namespace, svc.name), {})[svc.port] = r
+        self.hosts: dict[bytes, dict[int, Route]] = {}
+        bare: dict[str, list[str]] = {}
+        for (ns, name), ports in sorted(services.items()):
+            for form in (f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.{cluster_domain}"):
+                self.hosts[form.encode()] = ports
+            bare.setdefault(name, []).append(ns)
+        for name, namespaces in bare.items():
+            if home_namespace in namespaces:
+                self.hosts[name.encode()] = services[(home_namespace, name)]
+            elif len(namespaces) == 1:
+                self.hosts[name.encode()] = services[(namespaces[0], name)]
+        self.default: Route | None = None
+        if default_service is not None:
+            ns, name, port = default_service
+            self.default = self._port_choice(services.get((ns, name)), port)
+        elif len(services) == 1:
+            self.default = self._port_choice(next(iter(services.values())), None)
+        self._cache: dict[bytes, Route | None] = {}
+
+    @staticmethod
+    def _port_choice(ports: dict[int, Route] | None, port: int | None) -> Route | None:
+        if not ports:
+            return None
+        if port is not None and port in ports:
+            return ports[port]
+        return ports[min(ports)]
+
+    def lookup(self, host: bytes | None) -> Route | None:
+        """Route for a Host header value (None → default route); None when nothing matches."""
+        if host is None:
+            return self.default
+        cache = self._cache
+        try:
+            return cache[host]
+        except KeyError:
+            pass
+        name, port = split_host_port(host)
+        ports = self.hosts.get(name)
+        route = self._port_choice(ports, port) if ports else self.default
+        if len(cache) > 4096:
+            cache.clear()
+        cache[host] = route
+        return route
+
+
+def build_route(doc: TableDocument) -> Route:
+    """Route for one document; TableDocumentError if its table cannot be used."""
+    route = Route(doc)
+    log.debug("route %s: %d targets, mode %s", route.key, len(route.targets), route.mode)
+    return route

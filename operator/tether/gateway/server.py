@@ -1,0 +1,283 @@
+"""The gateway process: listeners, table source, timeout sweeper, graceful shutdown.
+
+Lifecycle invariants:
+- Not ready until the table source finished its first complete load; not ready again from the
+  moment shutdown starts (SIGTERM/SIGINT).
+- Shutdown: wait ``shutdown_delay`` (still serving, readiness already 503), stop accepting,
+  close idle keep-alive connections, let in-flight requests finish (their responses carry
+  ``Connection: close``) for at most ``drain_timeout``, then close whatever remains.
+- One sweeper task enforces every timeout by comparing deadlines (no per-request timers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from time import perf_counter
+
+from .accesslog import AccessLog
+from .admin import start_admin
+from .config import GatewayConfig
+from .metrics import GatewayMetrics
+from .proxy import ClientProtocol
+from .routes import Router
+from .tables.store import TableStore
+from .upstream import Pools, UpstreamConnection
+
+log = logging.getLogger("tether.gateway")
+
+
+class Gateway:
+    """Shared state of one gateway process (see module docstring)."""
+
+    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop | None = None):
+        self.config = config
+        self.loop = loop or asyncio.get_running_loop()
+        self.now = self.loop.time
+        self.router = Router([])
+        self.pools = Pools(self)
+        self.metrics = GatewayMetrics()
+        self.metrics.connections = self._connection_counts
+        self.accesslog = AccessLog(config.access_log)
+        self.clients: set[ClientProtocol] = set()
+        self.upstreams: set[UpstreamConnection] = set()
+        self.ejected: dict[str, float] = {}
+        self.draining = False
+        self.loaded = False
+        self.stopping = False
+        self.store = TableStore(
+            self.swap,
+            self._table_error,
+            cluster_domain=config.cluster_domain,
+            home_namespace=config.home_namespace,
+            default_service=config.default_service,
+        )
+        self._trusted = config.trusted_proxies
+        self._trust_cache: dict[str, bool] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: list[asyncio.Task] = []
+        self.stopped = asyncio.Event()
+        self.port = 0
+        self.admin_port = 0
+
+    # -- helpers used by the protocols -------------------------------------------------
+
+    def is_trusted(self, ip: str) -> bool:
+        """True if ``ip`` is inside a configured trusted-proxy CIDR (cached per address)."""
+        if not self._trusted:
+            return False
+        hit = self._trust_cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = any(addr in net for net in self._trusted)
+            except ValueError:
+                hit = False
+            if len(self._trust_cache) > 10000:
+                self._trust_cache.clear()
+            self._trust_cache[ip] = hit
+        return hit
+
+    def client_ip(self, xff: bytes, peer_ip: str) -> str:
+        """The client address behind trusted proxies: the right-most untrusted XFF entry."""
+        hops = [h.strip() for h in xff.decode("latin-1").split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self.is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer_ip
+
+    def eject(self, authority: str) -> None:
+        """Skip an endpoint that refused a connection for ``eject_seconds`` (if others exist)."""
+        if self.config.eject_seconds > 0:
+            self.ejected[authority] = self.now() + self.config.eject_seconds
+
+    def connect(self, target, ex) -> None:
+        """Open a new upstream connection for ``ex`` (asynchronously)."""
+        self.loop.create_task(self._connect(target, ex))
+
+    async def _connect(self, target, ex) -> None:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(
+                    lambda: UpstreamConnection(self, target), target.host, target.port
+                ),
+                self.config.connect_timeout,
+            )
+        except TimeoutError:
+            ex.client.connect_failed(ex, "connect timeout", timeout=True)
+            return
+        except OSError as exc:
+            ex.client.connect_failed(ex, exc.strerror or str(exc))
+            return
+        if ex.finished or ex.client.closed or ex.upstream is not None:
+            self.pools.release(conn)
+            return
+        conn.attach(ex)
+
+    def record(self, ex) -> None:
+        """Metrics and access log for a finished exchange."""
+        route = ex.route
+        target = ex.target
+        rkey = route.key if route is not None else ""
+        upstream = "" if ex.local or target is None else target.authority
+        self.metrics.requests[(rkey, upstream, ex.status)] += 1
+        if self.accesslog.enabled:
+            self.accesslog.log(
+                ex.method,
+                ex.path,
+                ex.status,
+                upstream,
+                target.pod if target is not None else "",
+                rkey,
+                route.kind if route is not None else "",
+                ex.hash,
+                ex.generated is not None,
+                perf_counter() - ex.t0,
+                ex.resp_bytes,
+                ex.remote_ip,
+                ex.attempts,
+                ex.error,
+            )
+
+    def swap(self, router: Router) -> None:
+        """Install a new routing table set atomically; close idle connections it no longer uses."""
+        self.router = router
+        self.metrics.table_swapped(len(router.routes))
+        keep = {t.authority for r in router.routes for t in r.targets}
+        self.pools.expire(self.now(), keep=keep)
+        log.info("tables: generation %d, %d routes", self.metrics.table_generation, len(keep))
+
+    def _table_error(self, source: str, why: str) -> None:
+        self.metrics.table_load_errors[source] += 1
+        log.error("table %s rejected, keeping the last good one: %s", source, why)
+
+    def tables_loaded(self) -> None:
+        """The table source completed its first full load."""
+        self.loaded = True
+        self.metrics.ready = True
+
+    def not_ready_reason(self) -> str | None:
+        """Why /readyz fails, or None when ready."""
+        if self.stopping:
+            return "shutting down"
+        if not self.loaded:
+            return "tables not loaded yet"
+        return None
+
+    def _connection_counts(self) -> dict[str, int]:
+        idle = self.pools.count()
+        return {"idle": idle, "busy": max(0, len(self.upstreams) - idle)}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the listeners and start the sweeper and the table source."""
+        cfg = self.config
+        server = await self.loop.create_server(
+            lambda: ClientProtocol(self),
+            cfg.listen_host,
+            cfg.listen_port,
+            backlog=cfg.backlog,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+        if cfg.admin_port >= 0 and cfg.admin_host:
+            admin = await start_admin(self, cfg.admin_host, cfg.admin_port)
+            self._servers.append(admin)
+            self.admin_port = admin.sockets[0].getsockname()[1]
+        self._tasks.append(self.loop.create_task(self._sweep()))
+        self._tasks.append(self.loop.create_task(self._tables()))
+
+    async def _tables(self) -> None:
+        cfg = self.config
+        try:
+            if cfg.tables_dir is not None:
+                from .tables.directory import watch_directory
+
+                await watch_directory(
+                    cfg.tables_dir, self.store, cfg.poll_interval, self.tables_loaded
+                )
+            elif cfg.tables_namespace:
+                from .tables.kube import ConfigMapWatcher, load_credentials
+
+                creds = await self.loop.run_in_executor(None, load_credentials)
+                watcher = ConfigMapWatcher(
+                    creds, cfg.tables_namespace, self.store, self.tables_loaded
+                )
+                await watcher.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("table source failed; the gateway keeps its last tables")
+
+    async def _sweep(self) -> None:
+        tick = self.config.tick()
+        while True:
+            await asyncio.sleep(tick)
+            now = self.now()
+            for client in list(self.clients):
+                if client.active is None and client.deadline < now and not client.closed:
+                    client.timeout(now)
+            for conn in list(self.upstreams):
+                if conn.ex is not None and conn.deadline < now:
+                    _upstream_timeout(conn)
+            self.pools.expire(now)
+            if self.ejected:
+                for key in [k for k, until in self.ejected.items() if until < now]:
+                    del self.ejected[key]
+            self.accesslog.flush()
+
+    async def shutdown(self) -> None:
+        """Graceful stop (see module docstring); returns when every connection is closed."""
+        if self.stopping:
+            return
+        self.stopping = True
+        cfg = self.config
+        if cfg.shutdown_delay > 0:
+            await asyncio.sleep(cfg.shutdown_delay)
+        for server in self._servers[:1]:
+            server.close()
+        self.draining = True
+        for client in list(self.clients):
+            if client.active is None and client.cur is None:
+                client.transport.close()
+        deadline = self.now() + cfg.drain_timeout
+        while self.clients and self.now() < deadline:
+            await asyncio.sleep(0.02)
+        for client in list(self.clients):
+            client.transport.abort()
+        for server in self._servers[1:]:
+            server.close()
+        for task in self._tasks:
+            task.cancel()
+        self.pools.close_all()
+        for conn in list(self.upstreams):
+            if conn.transport is not None:
+                conn.transport.close()
+        self.accesslog.close()
+        self.stopped.set()
+
+
+def _upstream_timeout(conn: UpstreamConnection) -> None:
+    ex = conn.ex
+    conn.ex = None
+    conn.transport.close()
+    if conn.head_wait:
+        ex.client.local_response(ex, 504, f"upstream timeout: {conn.target.authority}")
+    else:
+        ex.client.response_aborted(ex, f"upstream timeout mid-response: {conn.target.authority}")
+
+
+async def serve(config: GatewayConfig) -> int:
+    """Run a gateway until SIGTERM/SIGINT, then drain; returns the exit code."""
+    gw = Gateway(config)
+    await gw.start()
+    log.info("gateway listening on %s:%d (admin %d)", config.listen_host, gw.port, gw.admin_port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: loop.create_task(gw.shutdown()))
+    await gw.stopped.wait()
+    return 0

@@ -1,0 +1,302 @@
+"""Upstream side: one keep-alive HTTP/1.1 connection per in-flight request, pooled per endpoint.
+
+Invariants:
+- A connection carries at most one exchange at a time (no upstream pipelining) and returns to
+  its pool only after a complete response that allows keep-alive, with the request fully sent.
+- Response bodies are re-framed from the parser's body callbacks (content-length bodies pass
+  through unchanged, chunked bodies are re-chunked without trailers), so bytes an upstream
+  sends after the end of a response can never reach the client.
+- The response head is forwarded as received, minus hop-by-hop lines, plus the gateway's lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+from httptools import HttpParserError, HttpResponseParser
+
+from .http import strip_response_hop_headers
+
+if TYPE_CHECKING:
+    from .proxy import Exchange
+
+# Body modes of the response being relayed.
+M_LENGTH = 0  # content-length (or no body): bytes pass through
+M_CHUNK = 1  # chunked to an HTTP/1.1 client: re-chunk
+M_RAW_CLOSE = 2  # chunked to an HTTP/1.0 client, or read-until-close: raw bytes, then close
+
+_MAX_UPSTREAM_HEAD = 65536
+
+
+class _Abort(Exception):
+    """Raised inside parser callbacks to stop relaying a broken response."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A connection to one endpoint; see module docstring."""
+
+    __slots__ = (
+        "deadline",
+        "done",
+        "ex",
+        "gw",
+        "hbuf",
+        "head_wait",
+        "hpos",
+        "info",
+        "mode",
+        "out",
+        "parser",
+        "reset_parser",
+        "reused",
+        "target",
+        "transport",
+    )
+
+    def __init__(self, gw, target) -> None:
+        self.gw = gw
+        self.target = target
+        self.transport: asyncio.Transport | None = None
+        self.parser = HttpResponseParser(self)
+        self.ex: Exchange | None = None
+        self.hbuf = b""
+        self.hpos = 0
+        self.head_wait = False
+        self.info = False
+        self.done = False
+        self.reset_parser = False
+        self.mode = M_LENGTH
+        self.out: list[bytes] = []
+        self.deadline = 0.0
+        self.reused = False
+
+    # -- transport callbacks -------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.gw.upstreams.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.gw.upstreams.discard(self)
+        self.gw.pools.discard(self)
+        ex = self.ex
+        self.transport = None
+        if ex is None:
+            return
+        self.ex = None
+        if self.head_wait:
+            ex.client.upstream_failed(ex, self, "upstream closed the connection before responding")
+        elif self.mode == M_RAW_CLOSE and not self.done:
+            self.done = True
+            ex.client.response_complete(ex, keep=False)
+        else:
+            ex.client.response_aborted(ex, "upstream closed mid-response")
+
+    def pause_writing(self) -> None:
+        ex = self.ex
+        if ex is not None:
+            ex.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        ex = self.ex
+        if ex is not None and not ex.client.closed:
+            ex.client.transport.resume_reading()
+
+    # -- exchange ------------------------------------------------------------------------
+
+    def attach(self, ex: Exchange) -> None:
+        """Start relaying ``ex`` on this connection: send what is buffered of the request."""
+        self.ex = ex
+        ex.upstream = self
+        self.head_wait = True
+        self.done = False
+        self.hbuf = b""
+        self.hpos = 0
+        self.deadline = self.gw.now() + self.gw.config.upstream_timeout
+        ex.t_up = perf_counter()
+        pending = ex.pending
+        if pending:
+            self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            ex.pending = []
+            ex.pending_size = 0
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:  # nothing may arrive on an idle connection
+            self.transport.close()
+            return
+        if self.head_wait:
+            self.hbuf = self.hbuf + data if self.hbuf else data
+        out = self.out = []
+        try:
+            self.parser.feed_data(data)
+        except (HttpParserError, _Abort) as exc:
+            self._broken(ex, str(exc) or exc.__class__.__name__)
+            return
+        if out and not ex.client.closed:
+            ex.client.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            ex.resp_started = True
+        if self.done:
+            self._finish(ex)
+        elif self.head_wait:
+            if len(self.hbuf) - self.hpos > _MAX_UPSTREAM_HEAD:
+                self._broken(ex, "upstream response head too large")
+                return
+            if self.hpos:
+                self.hbuf = self.hbuf[self.hpos :]
+                self.hpos = 0
+        else:
+            self.deadline = self.gw.now() + self.gw.config.upstream_timeout
+
+    def _broken(self, ex: Exchange, why: str) -> None:
+        self.ex = None
+        self.transport.close()
+        if ex.resp_started:
+            ex.client.response_aborted(ex, f"invalid upstream response: {why}")
+        else:
+            ex.client.local_response(ex, 502, f"invalid response from upstream: {why}")
+
+    def _finish(self, ex: Exchange) -> None:
+        keep = self.parser.should_keep_alive() and ex.body_done
+        if self.reset_parser:  # HEAD: the parser still expects a body; start a fresh one
+            self.parser = HttpResponseParser(self)
+            self.reset_parser = False
+        self.ex = None
+        self.done = False
+        self.gw.metrics.observe(ex.route.key, perf_counter() - ex.t_up)
+        if keep and self.mode != M_RAW_CLOSE:
+            self.gw.pools.release(self)
+        else:
+            self.transport.close()
+        ex.client.response_complete(ex, keep=self.mode != M_RAW_CLOSE)
+
+    # -- parser callbacks ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.ex is None or self.done:
+            raise _Abort("data after the end of the response")
+
+    def on_headers_complete(self) -> None:
+        raw = self.hbuf
+        end = raw.find(b"\r\n\r\n", self.hpos)
+        if end < 0:
+            raise _Abort("response head not terminated by CRLFCRLF")
+        head = raw[self.hpos : end + 4]
+        self.hpos = end + 4
+        status = self.parser.get_status_code()
+        ex = self.ex
+        if status < 200:
+            if status == 101:
+                raise _Abort("101 Switching Protocols without an upgrade request")
+            self.info = True
+            if not ex.http10:
+                self.out.append(strip_response_hop_headers(head)[0])
+            return
+        self.head_wait = False
+        self.hbuf = b""
+        ex.status = status
+        head, low = strip_response_hop_headers(head)
+        extra = b""
+        if ex.set_cookie is not None:
+            extra = b"set-cookie: " + ex.set_cookie + b"\r\n"
+        mode = M_LENGTH
+        close = not ex.keep_alive or not ex.body_done or self.gw.draining
+        no_body = ex.is_head or status == 204 or status == 304
+        if not no_body:
+            if b"\r\ntransfer-encoding:" in low:
+                if ex.http10:
+                    head = _drop_line(head, low, b"\r\ntransfer-encoding:")
+                    mode = M_RAW_CLOSE
+                else:
+                    mode = M_CHUNK
+            elif b"\r\ncontent-length:" not in low:
+                mode = M_RAW_CLOSE
+        if mode == M_RAW_CLOSE:
+            close = True
+        if close:
+            extra += b"connection: close\r\n"
+        elif ex.http10:
+            extra += b"connection: keep-alive\r\n"
+        self.mode = mode
+        self.out.append(head[:-2] + extra + b"\r\n" if extra else head)
+        if ex.is_head:
+            self.done = True
+            self.reset_parser = True
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.ex
+        ex.resp_bytes += len(body)
+        if self.mode == M_CHUNK:
+            self.out.append(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.info:
+            self.info = False
+            return
+        if self.mode == M_CHUNK:
+            self.out.append(b"0\r\n\r\n")
+        self.done = True
+
+
+def _drop_line(head: bytes, low: bytes, marker: bytes) -> bytes:
+    i = low.find(marker)
+    j = low.find(b"\r\n", i + 2)
+    return head[:i] + head[j:]
+
+
+class Pools:
+    """Idle keep-alive connections per endpoint authority (LIFO: warmest first)."""
+
+    def __init__(self, gw) -> None:
+        self.gw = gw
+        self.idle: dict[str, list[UpstreamConnection]] = {}
+
+    def acquire(self, target) -> UpstreamConnection | None:
+        """An idle, open connection to ``target``, or None."""
+        stack = self.idle.get(target.authority)
+        while stack:
+            conn = stack.pop()
+            tr = conn.transport
+            if tr is not None and not tr.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Park a connection whose last response completed cleanly."""
+        conn.deadline = self.gw.now() + self.gw.config.upstream_idle_timeout
+        conn.reused = True
+        stack = self.idle.get(conn.target.authority)
+        if stack is None:
+            stack = self.idle[conn.target.authority] = []
+        stack.append(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        """Forget a connection (closed, or handed out)."""
+        stack = self.idle.get(conn.target.authority)
+        if stack and conn in stack:
+            stack.remove(conn)
+
+    def expire(self, now: float, keep: set[str] | None = None) -> None:
+        """Close idle connections past their deadline or to endpoints no longer routed."""
+        for authority, stack in list(self.idle.items()):
+            gone = keep is not None and authority not in keep
+            for conn in list(stack):
+                if gone or conn.deadline < now:
+                    stack.remove(conn)
+                    if conn.transport is not None:
+                        conn.transport.close()
+            if not stack:
+                del self.idle[authority]
+
+    def count(self) -> int:
+        """Number of idle pooled connections."""
+        return sum(len(s) for s in self.idle.values())
+
+    def close_all(self) -> None:
+        """Close every idle connection (shutdown)."""
+        self.expire(float("inf"), keep=set())
