@@ -1,0 +1,246 @@
+"""The two kinds of container the loopback kubelet runs.
+
+- `BackendContainer` (any image but tether's): httpbin-like servers inside the kubelet process,
+  one per declared TCP containerPort (port 80 if none is declared).
+- `ProcessContainer` (tether's image): the real `tether` process with the container's
+  command, args and env, restarted per restartPolicy with back-off (1 s doubling to 30 s; a
+  real kubelet uses 10 s to 5 min), stopped with SIGTERM, then SIGKILL after the grace period.
+
+Readiness: a container is ready when it runs and, if it has a readinessProbe (httpGet or
+tcpSocket), once the probe passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from typing import TYPE_CHECKING
+
+from tether.lab import procs
+from tether.lab.kubelet import probes
+from tether.lab.kubelet.backend import Backend
+from tether.lab.kubelet.env import ConfigError
+from tether.lab.kubelet.httpbin import Pod
+from tether.lab.kubelet.status import ContainerState, now, terminated
+
+if TYPE_CHECKING:
+    from tether.lab.kubelet.worker import PodWorker
+
+log = logging.getLogger("tether.lab.kubelet")
+BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET_AFTER = 1.0, 30.0, 10.0
+RETRY_CONFIG = 2.0
+
+
+class Container:
+    """Common part: state, readiness (probe or 'running'), status change notification."""
+
+    def __init__(self, worker: PodWorker, spec: dict, previous: dict | None) -> None:
+        self.w, self.spec, self.name = worker, spec, spec["name"]
+        self.state = ContainerState(self.name, spec.get("image", ""))
+        if previous:
+            self.state.restart_count = previous.get("restartCount", 0)
+            self.state.last_terminated = previous.get("lastState", {}).get("terminated")
+        self._probe_task: asyncio.Task | None = None
+        self.stopping = False
+
+    def _set_ready(self, ready: bool) -> None:
+        if self.state.ready != ready:
+            self.state.ready = ready
+            self.w.changed()
+
+    def _now_running(self, since: str | None = None) -> None:
+        self.state.running_since = since or now()
+        self.state.terminated = None
+        self.state.waiting_reason = None
+        self.state.waiting_message = ""
+        probe = self.spec.get("readinessProbe")
+        check = probes.checker(probe, self.spec, self.w.ip) if probe else None
+        if check is None:
+            self._set_ready(True)
+        else:
+            self._probe_task = asyncio.create_task(
+                probes.run_readiness(probe, check, self._set_ready)
+            )
+        self.w.changed()
+
+    def _not_running(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            self._probe_task = None
+        self.state.running_since = None
+        self.state.ready = False
+        self.w.changed()
+
+    def _waiting(self, reason: str, message: str = "") -> None:
+        self.state.running_since = None
+        self.state.waiting_reason, self.state.waiting_message = reason, message
+        self.w.changed()
+
+    async def start(self) -> None:
+        """Start the container (returns once it runs or has been scheduled to retry)."""
+        raise NotImplementedError
+
+    async def stop(self, grace: float) -> None:
+        """Stop the container within `grace` seconds."""
+        raise NotImplementedError
+
+
+class BackendContainer(Container):
+    """httpbin-like servers on podIP:port for every declared TCP port."""
+
+    def ports(self) -> list[int]:
+        """Return the TCP ports to serve (declared containerPorts, or 80)."""
+        declared = [
+            int(p["containerPort"])
+            for p in self.spec.get("ports", [])
+            if p.get("protocol", "TCP") == "TCP"
+        ]
+        return sorted(set(declared)) or [80]
+
+    async def start(self) -> None:
+        pod = Pod(self.w.name, self.w.namespace, self.w.ip)
+        self.servers = [Backend(pod, port) for port in self.ports()]
+        self.state.container_id = f"lab://{self.w.uid}/{self.name}"
+        while not self.stopping:
+            try:
+                for server in self.servers:
+                    if not server.listening:
+                        await server.start()
+                break
+            except OSError as e:
+                self._waiting("RunContainerError", f"cannot listen: {e}")
+                await asyncio.sleep(RETRY_CONFIG)
+        where = ", ".join(f"{self.w.ip}:{s.port}" for s in self.servers)
+        self.w.write_log(self.name, self.state.restart_count, f"httpbin backend serving on {where}")
+        self._now_running()
+
+    async def stop(self, grace: float) -> None:
+        self.stopping = True
+        started = self.state.running_since
+        self._not_running()
+        await asyncio.gather(*(s.stop(grace) for s in getattr(self, "servers", [])))
+        self.state.terminated = terminated(0, started)
+        self.w.changed()
+
+
+class ProcessContainer(Container):
+    """A real process (tether's image) supervised per restartPolicy."""
+
+    def __init__(self, worker: PodWorker, spec: dict, previous: dict | None) -> None:
+        super().__init__(worker, spec, previous)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.pid: int | None = None
+        self._task: asyncio.Task | None = None
+        self.pidfile = worker.pod_dir / f"{self.name}.pid"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise())
+
+    async def _spawn(self) -> float:
+        argv, env = await self.w.launch(self.spec)
+        restart = self.state.restart_count
+        logfile = self.w.log_path(self.name, restart)
+        cwd = self.spec.get("workingDir") or str(self.w.pod_dir)
+        with open(logfile, "ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                cwd=cwd, start_new_session=True)  # fmt: skip
+        self.pid = self.proc.pid
+        started = now()
+        self.state.container_id = f"lab://{self.w.uid}/{self.name}/{restart}"
+        self.pidfile.write_text(json.dumps(
+            {"pid": self.pid, "start": procs.start_time(self.pid), "startedAt": started,
+             "restart": restart}))  # fmt: skip
+        log.info("pod %s/%s: started %s (pid %d)", self.w.namespace, self.w.name, argv, self.pid)
+        self._now_running(started)
+        return time.monotonic()
+
+    async def _adopt(self) -> float | None:
+        """Re-attach to a process a previous kubelet started; return when it began, or None."""
+        try:
+            rec = json.loads(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+        if not procs.alive(rec["pid"], rec.get("start")):
+            return None
+        self.pid = rec["pid"]
+        self.state.container_id = f"lab://{self.w.uid}/{self.name}/{rec['restart']}"
+        log.info("pod %s/%s: adopted pid %d", self.w.namespace, self.w.name, self.pid)
+        self._now_running(rec["startedAt"])
+        return time.monotonic()
+
+    async def _wait_exit(self) -> int:
+        if self.proc is not None:
+            return await self.proc.wait()
+        # An adopted process is not our child: wait on a pidfd; its exit code is unknowable.
+        fd = os.pidfd_open(self.pid)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return 137
+
+    async def _supervise(self) -> None:
+        backoff = BACKOFF_START
+        began = await self._adopt()
+        while not self.stopping:
+            if began is None:
+                try:
+                    began = await self._spawn()
+                except ConfigError as e:
+                    self._waiting("CreateContainerConfigError", str(e))
+                    await asyncio.sleep(RETRY_CONFIG)
+                    continue
+                except OSError as e:
+                    self._waiting("RunContainerError", str(e))
+                    await asyncio.sleep(RETRY_CONFIG)
+                    continue
+            started = self.state.running_since
+            code = await self._wait_exit()
+            self.proc, ran = None, time.monotonic() - began
+            self.pidfile.unlink(missing_ok=True)
+            self._not_running()
+            if self.stopping:
+                return
+            result = terminated(code, started)
+            policy = self.w.restart_policy
+            if not (policy == "Always" or (policy == "OnFailure" and code != 0)):
+                self.state.terminated = result
+                self.w.changed()
+                return
+            self.state.last_terminated = result
+            self.state.restart_count += 1
+            backoff = BACKOFF_START if ran > BACKOFF_RESET_AFTER else backoff
+            self._waiting(
+                "CrashLoopBackOff", f"back-off {backoff:.0f}s restarting failed container"
+            )
+            await asyncio.sleep(backoff)
+            backoff, began = min(backoff * 2, BACKOFF_MAX), None
+
+    async def stop(self, grace: float) -> None:
+        """SIGTERM the process group, SIGKILL it after `grace` seconds."""
+        self.stopping = True
+        pid = self.pid if self.state.running_since is not None else None
+        if pid is not None:
+            self._set_ready(False)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while procs.alive(pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
+            self._task.cancel()
+        self.pidfile.unlink(missing_ok=True)
