@@ -21,6 +21,8 @@ _MUL = 0xC6A4A7935BD1E995
 
 def xxh64(data: bytes | str, seed: int = 0) -> int:
     """Return XXH64(data, seed) as an unsigned 64-bit int; str is hashed as UTF-8."""
+    if isinstance(data, str):
+        data = data.encode()
     return xxh64_intdigest(data, seed)
 
 
@@ -31,7 +33,7 @@ def xxh64_chain(values: Sequence[bytes | str]) -> int:
     """
     seed = 0
     for value in values:
-        seed = xxh64_intdigest(value, seed)
+        seed = xxh64_intdigest(value.encode() if isinstance(value, str) else value, seed)
     return seed
 
 

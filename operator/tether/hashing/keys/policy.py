@@ -14,7 +14,7 @@ from typing import Protocol
 
 from xxhash import xxh64_intdigest
 
-from ..hashes import MASK64, xxh64_chain
+from ..hashes import MASK64, xxh64, xxh64_chain
 from .cookies import format_set_cookie
 from .parse import cookie_pattern, find_cookie, query_value
 
@@ -81,7 +81,7 @@ class CookieKey:
         if self.ttl_seconds is None or add_cookie is None:
             return None
         generated = add_cookie(self)
-        return None if generated is None else xxh64_intdigest(generated)
+        return None if generated is None else xxh64_intdigest(generated.encode())
 
     def set_cookie(self, value: str) -> str:
         """The ``Set-Cookie`` header value Envoy would send for a generated cookie value."""
@@ -97,7 +97,7 @@ class SourceIpKey:
     def evaluate(self, request: RequestView, add_cookie: AddCookie | None = None) -> int | None:
         """None when the address is unknown (empty)."""
         ip = request.remote_ip
-        return xxh64_intdigest(ip) if ip else None
+        return xxh64_intdigest(ip.encode()) if ip else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class QueryKey:
     def evaluate(self, request: RequestView, add_cookie: AddCookie | None = None) -> int | None:
         """None when the parameter is absent."""
         value = query_value(request.path, self.name)
-        return None if value is None else xxh64_intdigest(value)
+        return None if value is None else xxh64(value)
 
 
 HashKeySpec = HeaderKey | CookieKey | SourceIpKey | QueryKey
