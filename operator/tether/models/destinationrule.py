@@ -100,6 +100,14 @@ class _Model(BaseModel):
         serialize_by_alias=True,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """jsonpb treats a JSON null field as unset; so do we."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
 
 def _present(model: BaseModel, *names: str) -> list[str]:
     """Names (camelCase) of the given fields that are present (not None)."""
