@@ -2,6 +2,8 @@
 
 import pytest
 import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tether.hashing import (
     CookieKey,
@@ -152,3 +154,61 @@ def test_terminal_stops_only_once_a_hash_exists():
     # a terminal policy that produced nothing still stops after an earlier hash
     keys = [HeaderKey("x-user"), HeaderKey("absent"), SourceIpKey()]
     assert compute_hash(keys, req, terminal=[False, True, False]) == xx("user-a")
+
+
+def _envoy_parse_cookie(header_values, key):
+    """Envoy's forEachCookie + parseCookie written out step by step (the oracle)."""
+    for header in header_values:
+        for piece in header.split(";"):
+            if not piece:
+                continue  # splitToken drops empty tokens
+            equals = piece.find("=")
+            if equals == -1:
+                continue
+            first_non_space = len(piece) - len(piece.lstrip(" "))
+            k, v = piece[first_non_space:equals], piece[equals + 1 :]
+            if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+                v = v[1:-1]
+            if k == key:
+                return v
+    return ""
+
+
+COOKIE_TEXT = st.text(alphabet='ab =;"\t', max_size=24)
+
+
+@settings(max_examples=500)
+@given(st.lists(COOKIE_TEXT, max_size=3), st.text(alphabet='ab =;"', max_size=3))
+def test_cookie_parsing_equals_envoys_algorithm(headers, name):
+    found = cookie_value(headers, name)
+    assert (found or "") == _envoy_parse_cookie(headers, name)
+    assert cookie_value([h.encode() for h in headers], name) == (
+        None if found is None else found.encode()
+    )
+
+
+def _envoy_first_query_value(url, name):
+    """Envoy's parseQueryString + parseParameters + getFirstValue, step by step (the oracle)."""
+    start = url.find("?")
+    if start == -1:
+        return None
+    start += 1
+    params = {}
+    while start < len(url):
+        end = url.find("&", start)
+        if end == -1:
+            end = len(url)
+        param = url[start:end]
+        equal = param.find("=")
+        if equal != -1:
+            params.setdefault(param[:equal], param[equal + 1 :])
+        else:
+            params.setdefault(param, "")
+        start = end + 1
+    return params.get(name)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="ab=&?#%", max_size=24), st.text(alphabet="ab=&?", max_size=3))
+def test_query_parsing_equals_envoys_algorithm(url, name):
+    assert query_value(url, name) == _envoy_first_query_value(url, name)

@@ -7,7 +7,6 @@ a hash exists so far, evaluation stops. No hash at all means "pick at random" (c
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -16,7 +15,7 @@ from xxhash import xxh64_intdigest
 
 from ..hashes import MASK64, xxh64, xxh64_chain
 from .cookies import format_set_cookie
-from .parse import cookie_pattern, find_cookie, query_value
+from .parse import cookie_needle, find_cookie, query_value
 
 
 class RequestView(Protocol):
@@ -64,10 +63,10 @@ class CookieKey:
     path: str = ""
     ttl_seconds: int | None = None
     attributes: tuple[tuple[str, str], ...] = ()
-    _pattern: re.Pattern | None = field(init=False, repr=False, compare=False)
+    _needle: bytes | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_pattern", cookie_pattern(self.name, True))
+        object.__setattr__(self, "_needle", cookie_needle(self.name, True))
 
     def evaluate(self, request: RequestView, add_cookie: AddCookie | None = None) -> int | None:
         """Envoy ``CookieHashMethod``: a non-empty cookie is hashed; else maybe generate one.
@@ -75,7 +74,7 @@ class CookieKey:
         With a ttl and a callback, the callback's value is hashed as Envoy does (even ""); a
         callback returning None (it could not generate) gives no hash.
         """
-        value = find_cookie(request.header_values(b"cookie"), self._pattern)
+        value = find_cookie(request.header_values(b"cookie"), self._needle)
         if value:
             return xxh64_intdigest(value)
         if self.ttl_seconds is None or add_cookie is None:
