@@ -281,10 +281,12 @@ class DestinationRule(_Model):
 
     @property
     def namespace(self) -> str:
+        """The rule's namespace: short hosts resolve in it."""
         return self.metadata.namespace
 
     @property
     def name(self) -> str:
+        """The rule's name (second sort key when rules for one host are merged)."""
         return self.metadata.name
 
     @property

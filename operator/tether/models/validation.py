@@ -43,6 +43,7 @@ class ValidationResult:
 
     @property
     def valid(self) -> bool:
+        """True iff there are no errors (warnings never make a rule invalid)."""
         return not self.errors
 
     @property
@@ -53,6 +54,7 @@ class ValidationResult:
 
     @staticmethod
     def from_validation(v: Validation) -> ValidationResult:
+        """Flatten Istio's Validation, keeping its exact error text."""
         return ValidationResult(v.err.messages, v.warning.messages, v.err.text())
 
 

@@ -1,15 +1,6 @@
 """From merged DestinationRules to the table ``Policy`` for one service port and subset.
 
-Precedence, exactly as Istio builds a cluster (``MergeTrafficPolicy``): start from the top-level
-policy; a top-level ``portLevelSettings`` entry for the port (first match) replaces its
-loadBalancer/connectionPool/outlierDetection/tls *wholesale* (unset = default, not inherited);
-a subset's policy then overrides field by field (a set ``loadBalancer`` replaces the whole
-object), and the subset's own port-level entry replaces the four fields wholesale again. So per
-field: subset port-level > subset > DR port-level > DR top level.
-
-The hash key is chosen as Istio's route builder does: the first *non-nil* ``consistentHash`` in
-that same order, the port-level ones included (Istio only consults them when a VirtualService
-names the port, istio/istio#41257; tether always does, since tables are per port).
+Precedence (which load balancer and hash key apply) lives in ``precedence``.
 
 Translation (shared/reference/envoy-hashing.md §9):
 
@@ -32,29 +23,33 @@ tether extensions come from the rule's annotations (see ``tether.models.tether_a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tether.models.destinationrule import (
     ConsistentHashLB,
+    DestinationRule,
     LoadBalancerSettings,
-    TrafficPolicy,
 )
 from tether.models.primes import next_prime, previous_prime
 from tether.models.table import CookieAttribute, HashKey, Policy
 from tether.models.tether_annotations import parse_tether_annotations
 from tether.reconcile.hosts import (
+    DEFAULT_DOMAIN,
+    DEFAULT_ROOT_NAMESPACE,
     host_matches,
     resolve_host,
     rules_for_service,
     service_host,
 )
 from tether.reconcile.merge import MergedRule, Shadowed, merge_rules
+from tether.reconcile.precedence import EffectiveLoadBalancer, effective_load_balancer
 
 __all__ = [
     "ENVOY_DEFAULT_MAGLEV_TABLE_SIZE",
     "EffectiveLoadBalancer",
     "MergedRule",
+    "ServicePolicy",
     "Shadowed",
     "auto_maglev_table_size",
     "effective_load_balancer",
@@ -64,6 +59,7 @@ __all__ = [
     "resolve_policy",
     "rules_for_service",
     "service_host",
+    "service_policy",
     "to_policy",
 ]
 
@@ -72,66 +68,6 @@ ENVOY_DEFAULT_MIN_RING_SIZE = 1024
 ENVOY_DEFAULT_MAX_RING_SIZE = 8388608
 MAGLEV_TABLE_LIMIT = 5000011  # Istio: tableSize must be less than this
 _SIMPLE_ALIASES = {"UNSPECIFIED": "LEAST_REQUEST", "LEAST_CONN": "LEAST_REQUEST"}
-
-
-@dataclass(frozen=True)
-class EffectiveLoadBalancer:
-    """What Envoy would get for one cluster: its load balancer and the route's hash policy."""
-
-    settings: LoadBalancerSettings | None  # cluster-level lb, None = Istio defaults
-    hash: ConsistentHashLB | None  # route-level hash source, None = no hash policy
-    origin: str  # where ``settings`` came from, e.g. "subset v2 port 9080"
-
-
-def _port_merged(
-    policy: TrafficPolicy | None, port: int
-) -> tuple[LoadBalancerSettings | None, bool]:
-    """(load balancer, from port-level?) of ``policy`` for ``port``: Istio's port-level replace."""
-    if policy is None:
-        return None, False
-    entry = policy.port_policy(port)
-    if entry is not None:
-        return entry.load_balancer, True
-    return policy.load_balancer, False
-
-
-def _hash_of(lb: LoadBalancerSettings | None) -> ConsistentHashLB | None:
-    return lb.consistent_hash if lb is not None else None
-
-
-def effective_load_balancer(
-    rule: MergedRule | None, port: int, subset: str | None = None
-) -> EffectiveLoadBalancer:
-    """The load balancer and hash source for ``port``/``subset``, Istio's precedence.
-
-    Raises KeyError for a subset the merged rule does not define (Istio builds no cluster).
-    """
-    top = rule.traffic_policy if rule is not None else None
-    settings, from_port = _port_merged(top, port)
-    origin = f"port {port}" if from_port else "top level"
-    top_entry = top.port_policy(port) if top is not None else None
-    hashes = [
-        _hash_of(top_entry.load_balancer) if top_entry else None,
-        _hash_of(top.load_balancer) if top else None,
-    ]
-    if subset is not None:
-        defined = rule.subset(subset) if rule is not None else None
-        if defined is None:
-            raise KeyError(f"subset {subset!r} is not defined")
-        sp = defined.traffic_policy
-        if sp is not None:
-            if sp.load_balancer is not None:
-                settings, origin = sp.load_balancer, f"subset {subset}"
-            entry = sp.port_policy(port)
-            if entry is not None:
-                settings, origin = entry.load_balancer, f"subset {subset} port {port}"
-            hashes = [
-                _hash_of(entry.load_balancer) if entry else None,
-                _hash_of(sp.load_balancer),
-                *hashes,
-            ]
-    chosen = next((h for h in hashes if h is not None), None)
-    return EffectiveLoadBalancer(settings, chosen, origin)
 
 
 def _hash_key(ch: ConsistentHashLB | None) -> HashKey | None:
@@ -218,3 +154,44 @@ def resolve_policy(policy: Policy, n_endpoints: int) -> Policy:
     if policy.algorithm == "maglev" and policy.table_size is None:
         return policy.model_copy(update={"table_size": auto_maglev_table_size(n_endpoints)})
     return policy
+
+
+@dataclass(frozen=True)
+class ServicePolicy:
+    """The policy for one service port/subset and where it came from."""
+
+    policy: Policy
+    merged: MergedRule | None  # None: no DestinationRule applies (Istio defaults)
+    source: DestinationRule | None  # the rule the table is attributed to
+
+    @property
+    def shadowed(self) -> tuple[Shadowed, ...]:
+        """Parts of other rules for the same host that the merge ignored."""
+        return self.merged.shadowed if self.merged is not None else ()
+
+
+def service_policy(
+    valid_rules: Iterable[DestinationRule],
+    namespace: str,
+    name: str,
+    port: int,
+    subset: str | None = None,
+    *,
+    domain: str = DEFAULT_DOMAIN,
+    root_namespace: str | None = DEFAULT_ROOT_NAMESPACE,
+) -> ServicePolicy:
+    """Select, merge and translate in one call; Istio's defaults when no rule applies.
+
+    Pass only rules that passed validation. Raises KeyError for an undefined subset.
+    """
+    rules = rules_for_service(
+        valid_rules, namespace, name, domain=domain, root_namespace=root_namespace
+    )
+    merged = None
+    if rules:
+        merged = merge_rules(rules, resolve_host(rules[0].spec.host, rules[0].namespace, domain))
+    effective = effective_load_balancer(merged, port, subset)
+    if merged is None:
+        return ServicePolicy(to_policy(effective), None, None)
+    policy = to_policy(effective, merged.annotations(subset))
+    return ServicePolicy(policy, merged, merged.source(subset))
