@@ -140,3 +140,28 @@ def split_host_port(host: bytes) -> tuple[bytes, int | None]:
     if name.endswith(b"."):
         name = name[:-1]
     return name, int(port) if port.isdigit() else None
+
+
+F_CHUNKED = 1  # response has Transfer-Encoding
+F_LENGTH = 2  # response has Content-Length
+_HEAD_CACHE: dict[bytes, tuple[bytes, int]] = {}
+_HEAD_CACHE_MAX = 2048
+
+
+def response_head(head: bytes) -> tuple[bytes, int]:
+    """(head without hop-by-hop lines, F_CHUNKED|F_LENGTH flags) for a raw response head.
+
+    Memoised on the exact bytes: upstreams repeat identical heads (only Date changes, once a
+    second), so the common case is one dict lookup. The cache is bounded (cleared when full).
+    """
+    hit = _HEAD_CACHE.get(head)
+    if hit is not None:
+        return hit
+    stripped, low = strip_response_hop_headers(head)
+    flags = (F_CHUNKED if b"\r\ntransfer-encoding:" in low else 0) | (
+        F_LENGTH if b"\r\ncontent-length:" in low else 0
+    )
+    if len(_HEAD_CACHE) >= _HEAD_CACHE_MAX:
+        _HEAD_CACHE.clear()
+    hit = _HEAD_CACHE[head] = (stripped, flags)
+    return hit

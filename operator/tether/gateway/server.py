@@ -122,7 +122,10 @@ class Gateway:
         target = ex.target
         rkey = route.key if route is not None else ""
         upstream = "" if ex.local or target is None else target.authority
-        self.metrics.requests[(rkey, upstream, ex.status)] += 1
+        metrics = self.metrics
+        metrics.requests[(rkey, upstream, ex.status)] += 1
+        if upstream and ex.t_up:
+            metrics.observe(rkey, perf_counter() - ex.t_up)
         if self.accesslog.enabled:
             self.accesslog.log(
                 ex.method,

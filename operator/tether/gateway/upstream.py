@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpResponseParser
 
-from .http import strip_response_hop_headers
+from .http import F_CHUNKED, F_LENGTH, response_head, strip_response_hop_headers
 
 if TYPE_CHECKING:
     from .proxy import Exchange
@@ -46,6 +46,7 @@ class UpstreamConnection(asyncio.Protocol):
         "head_wait",
         "hpos",
         "info",
+        "keep",
         "mode",
         "out",
         "parser",
@@ -66,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_wait = False
         self.info = False
         self.done = False
+        self.keep = False
         self.reset_parser = False
         self.mode = M_LENGTH
         self.out: list[bytes] = []
@@ -159,18 +161,18 @@ class UpstreamConnection(asyncio.Protocol):
             ex.client.local_response(ex, 502, f"invalid response from upstream: {why}")
 
     def _finish(self, ex: Exchange) -> None:
-        keep = self.parser.should_keep_alive() and ex.body_done
+        keep = self.keep and ex.body_done
         if self.reset_parser:  # HEAD: the parser still expects a body; start a fresh one
             self.parser = HttpResponseParser(self)
             self.reset_parser = False
         self.ex = None
         self.done = False
-        self.gw.metrics.observe(ex.route.key, perf_counter() - ex.t_up)
-        if keep and self.mode != M_RAW_CLOSE:
+        raw_close = self.mode == M_RAW_CLOSE
+        if keep and not raw_close:
             self.gw.pools.release(self)
         else:
             self.transport.close()
-        ex.client.response_complete(ex, keep=self.mode != M_RAW_CLOSE)
+        ex.client._end(ex, raw_close)
 
     # -- parser callbacks ----------------------------------------------------------------
 
@@ -197,21 +199,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_wait = False
         self.hbuf = b""
         ex.status = status
-        head, low = strip_response_hop_headers(head)
-        extra = b""
-        if ex.set_cookie is not None:
-            extra = b"set-cookie: " + ex.set_cookie + b"\r\n"
+        head, flags = response_head(head)
+        extra = b"" if ex.set_cookie is None else b"set-cookie: " + ex.set_cookie + b"\r\n"
         mode = M_LENGTH
         close = not ex.keep_alive or not ex.body_done or self.gw.draining
-        no_body = ex.is_head or status == 204 or status == 304
-        if not no_body:
-            if b"\r\ntransfer-encoding:" in low:
+        if not (ex.is_head or status == 204 or status == 304):
+            if flags & F_CHUNKED:
                 if ex.http10:
-                    head = _drop_line(head, low, b"\r\ntransfer-encoding:")
+                    head = _drop_line(head, head.lower(), b"\r\ntransfer-encoding:")
                     mode = M_RAW_CLOSE
                 else:
                     mode = M_CHUNK
-            elif b"\r\ncontent-length:" not in low:
+            elif not flags & F_LENGTH:
                 mode = M_RAW_CLOSE
         if mode == M_RAW_CLOSE:
             close = True
@@ -222,6 +221,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.mode = mode
         self.out.append(head[:-2] + extra + b"\r\n" if extra else head)
         if ex.is_head:
+            self.keep = self.parser.should_keep_alive()
             self.done = True
             self.reset_parser = True
 
@@ -239,6 +239,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.mode == M_CHUNK:
             self.out.append(b"0\r\n\r\n")
+        self.keep = self.parser.should_keep_alive()  # only valid inside the callback
         self.done = True
 
 

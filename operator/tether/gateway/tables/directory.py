@@ -18,14 +18,14 @@ from .store import TableStore
 log = logging.getLogger("tether.gateway.tables")
 
 
-def scan_once(path: str, store: TableStore, seen: dict[str, tuple[int, int]]) -> bool:
-    """Apply changed/removed files to ``store``; return True if any route changed."""
+def scan_once(path: str, store: TableStore, seen: dict[str, tuple[int, int]]) -> bool | None:
+    """Apply changed/removed files to ``store``; True if any route changed, None if unlistable."""
     changed = False
     try:
         names = sorted(n for n in os.listdir(path) if n.endswith(".json"))
     except OSError as exc:
         log.warning("cannot list table directory %s: %s", path, exc)
-        return False
+        return None
     for name in [n for n in seen if n not in names]:
         del seen[name]
         changed |= store.remove(name)
@@ -51,7 +51,8 @@ async def watch_directory(
 ) -> None:
     """Poll ``path`` forever; publish after every change; call ``on_loaded`` after scan one."""
     seen: dict[str, tuple[int, int]] = {}
-    scan_once(path, store, seen)
+    while scan_once(path, store, seen) is None:  # not ready until the directory is readable
+        await asyncio.sleep(interval)
     store.publish(force=True)
     on_loaded()
     while True:
