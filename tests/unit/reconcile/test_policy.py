@@ -21,6 +21,7 @@ from tether.reconcile.policy import (
     merge_rules,
     resolve_host,
     resolve_policy,
+    service_policy,
     to_policy,
 )
 
@@ -242,3 +243,17 @@ def test_auto_maglev_table_size_is_the_next_prime_within_istios_limit(n: int, si
 def test_resolve_policy_leaves_fixed_sizes_alone() -> None:
     fixed = policy_for(load("maglev-cookie.yaml"), 80)
     assert resolve_policy(fixed, 1000) == fixed
+
+
+def test_service_policy_selects_merges_and_translates() -> None:
+    seed = load("seed.yaml")
+    result = service_policy([seed, load("ring-hash-header.yaml")], "default", "httpbin", 80)
+    assert result.policy.hash_key == HashKey(kind="cookie", name="sticky-session-key", ttlSeconds=0)
+    assert result.source is seed and result.shadowed == ()
+    none = service_policy([seed], "default", "other", 80)
+    assert none == service_policy([], "default", "other", 80)
+    assert (none.policy, none.merged, none.source) == (
+        Policy(type="simple", simple="LEAST_REQUEST"),
+        None,
+        None,
+    )
