@@ -102,7 +102,11 @@ class Endpoint(_Model):
     @property
     def authority(self) -> str:
         """``ip:port`` (``[v6]:port`` for IPv6), as Envoy renders the address."""
-        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+        return (
+            f"[{self.address}]:{self.port}"
+            if ":" in self.address
+            else f"{self.address}:{self.port}"
+        )
 
 
 class Service(_Model):
@@ -143,6 +147,7 @@ class TableDocument(_Model):
     schema_version: int = Field(alias="schemaVersion")
     service: Service
     subset: str | None = None
+    subset_labels: dict[str, str] | None = Field(default=None, alias="subsetLabels")
     source: Source | None = None
     policy: Policy
     endpoints: tuple[Endpoint, ...] = ()
@@ -164,10 +169,11 @@ class TableDocument(_Model):
         return self.model_copy(update={"checksum": self.compute_checksum()})
 
     def dumps(self) -> str:
-        """Serialise a sealed copy; the result always passes loads()."""
-        doc = self.sealed()
-        body = json.loads(doc.canonical_json())
-        body["checksum"] = doc.checksum
+        """Serialise with the checksum of the content; the result always passes loads()."""
+        canonical = self.canonical_json()
+        checksum = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        body = json.loads(canonical)
+        body["checksum"] = checksum
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -223,7 +229,7 @@ def encode_maglev(indices: array | list[int], n_endpoints: int, *, ship: bool = 
     """Encode a Maglev slot→endpoint-index table; digest covers the uncompressed bytes."""
     dtype, code = _dtype_for(n_endpoints)
     raw = _indices_bytes(array(code, indices))
-    data = base64.b64encode(zlib.compress(raw, 6)).decode() if ship else None
+    data = base64.b64encode(zlib.compress(raw, 1)).decode() if ship else None
     return Table(
         format="maglev",
         size=len(indices),
@@ -241,9 +247,13 @@ def encode_ring(
         raise ValueError("ring hashes and indices differ in length")
     dtype, code = _dtype_for(n_endpoints)
     raw = struct.pack(f"<{len(hashes)}Q", *hashes) + _indices_bytes(array(code, indices))
-    data = base64.b64encode(zlib.compress(raw, 6)).decode() if ship else None
+    data = base64.b64encode(zlib.compress(raw, 1)).decode() if ship else None
     return Table(
-        format="ring", size=len(hashes), dtype=dtype, data=data, digest=hashlib.sha256(raw).hexdigest()
+        format="ring",
+        size=len(hashes),
+        dtype=dtype,
+        data=data,
+        digest=hashlib.sha256(raw).hexdigest(),
     )
 
 
@@ -311,5 +321,7 @@ def configmap_name(namespace: str, service: str, port: int, subset: str | None =
     """Deterministic, unique, DNS-1123-valid ConfigMap name for one table (≤ 63 chars)."""
     ident = f"{namespace}/{service}:{port}/{subset or ''}"
     suffix = hashlib.sha256(ident.encode()).hexdigest()[:10]
-    readable = _NAME_BAD.sub("-", f"{service}-{namespace}-{port}" + (f"-{subset}" if subset else ""))
+    readable = _NAME_BAD.sub(
+        "-", f"{service}-{namespace}-{port}" + (f"-{subset}" if subset else "")
+    )
     return f"tt-{readable.strip('-')[:48]}-{suffix}"

@@ -14,7 +14,9 @@ def _doc(**over):
     )
     base = dict(
         schemaVersion=1,
-        service=t.Service(namespace="default", name="httpbin", host="httpbin.default.svc.cluster.local", port=8000),
+        service=t.Service(
+            namespace="default", name="httpbin", host="httpbin.default.svc.cluster.local", port=8000
+        ),
         policy=t.Policy(
             type="consistentHash",
             algorithm="maglev",

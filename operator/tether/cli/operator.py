@@ -1,0 +1,135 @@
+"""`tether operator`: run the operator (kopf) that publishes the routing tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `operator` subcommand; every flag also reads a TETHER_* environment variable."""
+    env = os.environ.get
+    p = sub.add_parser(
+        "operator",
+        help="run the operator: DestinationRules + EndpointSlices -> table ConfigMaps",
+        description="Watch DestinationRules, Services, EndpointSlices and Pods and publish one "
+        "Envoy-identical table per service/port/subset into ConfigMaps.",
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        default=True,
+        help="watch every namespace (default)",
+    )
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; globs allowed)",
+    )
+    p.add_argument(
+        "--tables-namespace",
+        default=env("TETHER_TABLES_NAMESPACE", "tether-system"),
+        help="namespace of the table ConfigMaps (default %(default)s)",
+    )
+    p.add_argument("--cluster-domain", default=env("TETHER_CLUSTER_DOMAIN", "cluster.local"))
+    p.add_argument(
+        "--root-namespace",
+        default=env("TETHER_ROOT_NAMESPACE", "istio-system"),
+        help="mesh root namespace whose rules apply to every namespace",
+    )
+    p.add_argument(
+        "--coalesce-ms",
+        type=float,
+        default=float(env("TETHER_COALESCE_MS", "100")),
+        help="quiet time before a burst of events is reconciled (default 100 ms)",
+    )
+    p.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=float(env("TETHER_MAX_DELAY_MS", "1000")),
+        help="upper bound on how long a burst may postpone a reconcile",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("TETHER_METRICS_PORT", "9090")),
+        help="port of the Prometheus /metrics endpoint (0 = off)",
+    )
+    p.add_argument(
+        "--liveness",
+        default=env("TETHER_LIVENESS", "http://0.0.0.0:8080/healthz"),
+        help="kopf liveness endpoint URL ('' = off)",
+    )
+    peer = p.add_mutually_exclusive_group()
+    peer.add_argument(
+        "--standalone", action="store_true", help="no peering (single replica, tests)"
+    )
+    peer.add_argument(
+        "--peering",
+        default=env("TETHER_PEERING", ""),
+        help="kopf peering name; replicas with the same name elect one active",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=int(env("TETHER_PRIORITY", "0")),
+        help="peering priority; the highest runs, the others stand by",
+    )
+    p.add_argument(
+        "--dr-version",
+        default=env("TETHER_DR_VERSION", "v1"),
+        help="DestinationRule API version to watch (v1, v1beta1 or v1alpha3)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the Controller and hand it to kopf as memo; blocks until the operator exits."""
+    import logging
+
+    os.environ["TETHER_DR_VERSION"] = args.dr_version  # read when the handlers register
+    import kopf
+
+    from tether.handlers import wiring  # noqa: F401 — registers the handlers
+    from tether.handlers.coalesce import Coalescer
+    from tether.handlers.controller import Config, Controller
+    from tether.k8s.tables import RuleStatus, TableStore, load_credentials
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    load_credentials()
+    config = Config(
+        tables_namespace=args.tables_namespace,
+        domain=args.cluster_domain,
+        root_namespace=args.root_namespace or None,
+        dr_version=args.dr_version,
+    )
+    controller = Controller(
+        config, TableStore(config.tables_namespace), RuleStatus(config.dr_version)
+    )
+    coalescer = Coalescer(controller.sync, args.coalesce_ms / 1000, args.max_delay_ms / 1000)
+    memo = kopf.Memo(
+        controller=controller,
+        coalescer=coalescer,
+        metrics_port=args.metrics_port,
+        peering_name=args.peering or None,
+        priority=args.priority,
+    )
+    namespaces = args.namespace
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=args.standalone or not args.peering,
+        priority=args.priority,
+        peering_name=args.peering or None,
+        liveness_endpoint=args.liveness or None,
+        memo=memo,
+    )
+    return 0

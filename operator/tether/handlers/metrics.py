@@ -1,0 +1,50 @@
+"""Prometheus metrics of the operator, served on ``--metrics-port`` at ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+REBUILDS = Counter(
+    "tether_operator_table_rebuilds_total",
+    "Tables whose content changed and were written to their ConfigMap.",
+    ["algorithm"],
+)
+REBUILD_SECONDS = Histogram(
+    "tether_operator_rebuild_duration_seconds",
+    "Time to plan one service (endpoints, policy, table build, encoding).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+ENDPOINTS = Gauge(
+    "tether_operator_table_endpoints",
+    "Ready endpoints hashed into each published table.",
+    ["table"],
+)
+KEYS_MOVED = Gauge(
+    "tether_operator_keys_moved_fraction",
+    "Fraction of the key space that moved to another endpoint on the table's last change.",
+    ["table"],
+)
+EVENT_TO_PUBLISH = Histogram(
+    "tether_operator_event_to_publish_seconds",
+    "From the first event that dirtied a service to its ConfigMap write (incl. coalescing).",
+    buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0),
+)
+WRITES = Counter(
+    "tether_operator_configmap_writes_total",
+    "ConfigMap API writes by operation.",
+    ["op"],
+)
+INVALID_RULES = Gauge(
+    "tether_operator_invalid_destinationrules",
+    "DestinationRules currently rejected by validation.",
+)
+RECONCILE_ERRORS = Counter(
+    "tether_operator_reconcile_errors_total",
+    "Flushes that failed and were retried.",
+)
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Start the /metrics HTTP server in a daemon thread (no-op when port is 0)."""
+    if port:
+        start_http_server(port, addr=addr)

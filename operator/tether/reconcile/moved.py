@@ -1,0 +1,60 @@
+"""How much of the key space moved to another endpoint between two tables.
+
+Exact where the geometry allows it: Maglev tables of one size compare slot by slot; rings
+compare arc by arc over the whole hash space. Anything else (an algorithm or size switch) is
+measured on a fixed sample of key hashes, the same sample every time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from operator import ne
+
+from tether.hashing import xxh64
+from tether.models import table as t
+from tether.reconcile.tables import Lookup
+
+SAMPLE = 20000
+_SAMPLE_HASHES = [xxh64(str(i)) for i in range(SAMPLE)]
+
+
+def _owner(hashes, owners: list[str], h: int) -> str:
+    i = bisect_left(hashes, h)
+    return owners[0 if i == len(hashes) else i]
+
+
+def _rings(a: Lookup, b: Lookup, space: int) -> float:
+    ha, oa = a.hashes.tolist(), [a.keys[i] for i in a.indices]
+    hb, ob = b.hashes.tolist(), [b.keys[i] for i in b.indices]
+    points = sorted(set(ha) | set(hb))
+    moved = 0
+    prev = points[-1] - space  # the wrap-around arc ends at the first point
+    for p in points:
+        if _owner(ha, oa, p) != _owner(hb, ob, p):
+            moved += p - prev
+        prev = p
+    return moved / space
+
+
+def moved_fraction(old: t.TableDocument | None, new: t.TableDocument) -> float | None:
+    """Fraction of keys (0..1) whose endpoint changed; None when either side is not hashed.
+
+    A table that gains its first endpoints moves nothing (no key had a home before); a table
+    that loses all endpoints moves everything.
+    """
+    if old is None or old.policy.type != "consistentHash" or new.policy.type != "consistentHash":
+        return None
+    a, b = Lookup(old), Lookup(new)
+    if a.empty:
+        return 0.0
+    if b.empty:
+        return 1.0
+    if a.slots is not None and b.slots is not None and len(a.slots) == len(b.slots):
+        ka, kb = a.keys, b.keys
+        diff = sum(map(ne, map(ka.__getitem__, a.slots), map(kb.__getitem__, b.slots)))
+        return diff / len(a.slots)
+    fa, fb = old.table.format, new.table.format
+    if a.hashes is not None and b.hashes is not None and fa == fb:
+        return _rings(a, b, 2**32 if fa == "ketama" else 2**64)
+    diff = sum(1 for h in _SAMPLE_HASHES if a.choose(h) != b.choose(h))
+    return diff / SAMPLE

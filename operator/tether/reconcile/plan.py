@@ -1,0 +1,292 @@
+"""The planner: one Service, its EndpointSlices and the DestinationRules → its table documents.
+
+``plan_service`` is pure and idempotent: the same inputs give byte-identical documents, so the
+operator can call it on every event and write only what changed. Rules:
+
+- The rules that apply are chosen and merged as Istio does (``reconcile.hosts``/``merge``).
+- One table per TCP Service port, plus one per port and subset of the merged rule.
+- A Service without a rule is published with round robin when ``is_published`` says so.
+- An invalid rule never changes a table: if it was the source of published tables, those keep
+  their policy (that of the last valid generation) and only follow endpoint changes; otherwise
+  it is left out, exactly as if Istio's webhook had refused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tether.models import table as t
+from tether.models.cluster import ServiceInfo, ServicePort, SliceInfo, is_published
+from tether.models.destinationrule import DestinationRule
+from tether.models.validation import ValidationResult
+from tether.reconcile import tables
+from tether.reconcile.endpoints import endpoints_for_port
+from tether.reconcile.hosts import rules_for_service, service_host
+from tether.reconcile.merge import MergedRule, merge_rules
+from tether.reconcile.moved import moved_fraction
+from tether.reconcile.policy import effective_load_balancer, resolve_policy, to_policy
+
+ROUND_ROBIN = t.Policy(type="simple", simple="ROUND_ROBIN")
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    domain: str = "cluster.local"
+    root_namespace: str | None = "istio-system"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A decoded DestinationRule with its validation result."""
+
+    rule: DestinationRule
+    result: ValidationResult
+
+    @property
+    def key(self) -> str:
+        return self.rule.key
+
+
+@dataclass(frozen=True)
+class TableOutcome:
+    name: str  # ConfigMap name
+    doc: t.TableDocument  # sealed
+    text: str  # exactly what goes into the ConfigMap
+    previous: t.TableDocument | None
+    moved: float | None  # fraction of keys moved, None when not applicable
+
+    @property
+    def changed(self) -> bool:
+        return self.previous is None or self.previous.checksum != self.doc.checksum
+
+    @property
+    def ready_endpoints(self) -> int:
+        return sum(1 for e in self.doc.endpoints if e.ready)
+
+    def summary(self) -> str:
+        """Event text, e.g. 'maglev table for httpbin.default:8000 rebuilt: 3→4 endpoints, …'."""
+        doc, policy = self.doc, self.doc.policy
+        kind = policy.algorithm if policy.type == "consistentHash" else policy.simple.lower()
+        where = f"{doc.service.name}.{doc.service.namespace}:{doc.service.port}"
+        if doc.subset:
+            where += f" subset {doc.subset}"
+        before = 0 if self.previous is None else sum(1 for e in self.previous.endpoints if e.ready)
+        verb = "published" if self.previous is None else "rebuilt"
+        text = f"{kind} table for {where} {verb}: {before}→{self.ready_endpoints} endpoints"
+        if self.moved is not None:
+            text += f", {self.moved * 100:.1f}% of keys moved"
+        return text
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    key: str  # namespace/name of the DestinationRule
+    ready: bool
+    reason: str  # Published | Invalid | Merged
+    message: str
+    tables: tuple[str, ...] = ()  # ConfigMap names attributed to this rule
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    service: tuple[str, str]
+    tables: Mapping[str, TableOutcome] = field(default_factory=dict)  # the complete desired set
+    rules: Mapping[str, RuleOutcome] = field(default_factory=dict)
+
+
+def _seal(
+    name: str,
+    doc: t.TableDocument,
+    previous: Mapping[str, t.TableDocument],
+) -> TableOutcome:
+    table = tables.build(doc.policy, doc.endpoints, ship=True)
+    sealed = doc.model_copy(update={"table": table}).sealed()
+    text = sealed.dumps()
+    if len(text) > t.MAX_DOCUMENT_BYTES:  # too big for a ConfigMap: the gateway rebuilds it
+        table = tables.build(doc.policy, doc.endpoints, ship=False)
+        sealed = doc.model_copy(update={"table": table}).sealed()
+        text = sealed.dumps()
+    prev = previous.get(name)
+    moved = None
+    if prev is None or prev.checksum != sealed.checksum:
+        moved = moved_fraction(prev, sealed)
+    return TableOutcome(name, sealed, text, prev, moved)
+
+
+def _document(
+    svc: ServiceInfo,
+    port: ServicePort,
+    slices: Sequence[SliceInfo],
+    pod_labels: Mapping[str, Mapping[str, str]],
+    policy: t.Policy,
+    settings: PlanSettings,
+    *,
+    subset: str | None = None,
+    subset_labels: Mapping[str, str] | None = None,
+    source: DestinationRule | t.Source | None = None,
+) -> t.TableDocument:
+    endpoints = endpoints_for_port(port, slices, subset_labels=subset_labels, pod_labels=pod_labels)
+    policy = resolve_policy(policy, sum(1 for e in endpoints if e.ready))
+    if isinstance(source, DestinationRule):
+        meta = source.metadata
+        source = t.Source(
+            namespace=meta.namespace, name=meta.name, generation=meta.generation, uid=meta.uid
+        )
+    return t.TableDocument(
+        schemaVersion=t.SCHEMA_VERSION,
+        service=t.Service(
+            namespace=svc.namespace,
+            name=svc.name,
+            host=service_host(svc.namespace, svc.name, settings.domain),
+            port=port.port,
+            portName=port.name or None,
+        ),
+        subset=subset,
+        subsetLabels=dict(subset_labels) if subset is not None else None,
+        source=source,
+        policy=policy,
+        endpoints=endpoints,
+    )
+
+
+def _tcp_ports(svc: ServiceInfo) -> list[ServicePort]:
+    return [p for p in svc.ports if p.protocol == "TCP"]
+
+
+def _from_merged(svc, slices, pod_labels, merged: MergedRule | None, settings):
+    docs: dict[str, tuple[t.TableDocument, str | None]] = {}
+    for port in _tcp_ports(svc):
+        if merged is None:
+            doc = _document(svc, port, slices, pod_labels, ROUND_ROBIN, settings)
+            docs[t.configmap_name(svc.namespace, svc.name, port.port)] = (doc, None)
+            continue
+        lb = effective_load_balancer(merged, port.port)
+        policy = to_policy(lb, merged.annotations())
+        source = merged.source()
+        doc = _document(svc, port, slices, pod_labels, policy, settings, source=source)
+        docs[t.configmap_name(svc.namespace, svc.name, port.port)] = (doc, source.key)
+        for subset in merged.subsets:
+            lb = effective_load_balancer(merged, port.port, subset.name)
+            policy = to_policy(lb, merged.annotations(subset.name))
+            source = merged.source(subset.name)
+            doc = _document(
+                svc,
+                port,
+                slices,
+                pod_labels,
+                policy,
+                settings,
+                subset=subset.name,
+                subset_labels=subset.labels or {},
+                source=source,
+            )
+            name = t.configmap_name(svc.namespace, svc.name, port.port, subset.name)
+            docs[name] = (doc, source.key)
+    return docs
+
+
+def _frozen(svc, slices, pod_labels, previous: Mapping[str, t.TableDocument], settings):
+    docs: dict[str, tuple[t.TableDocument, str | None]] = {}
+    ports = {p.port: p for p in _tcp_ports(svc)}
+    for name, prev in previous.items():
+        port = ports.get(prev.service.port)
+        if port is None:
+            continue
+        doc = _document(
+            svc,
+            port,
+            slices,
+            pod_labels,
+            prev.policy,
+            settings,
+            subset=prev.subset,
+            subset_labels=prev.subset_labels,
+            source=prev.source,
+        )
+        key = f"{prev.source.namespace}/{prev.source.name}" if prev.source else None
+        docs[name] = (doc, key)
+    return docs
+
+
+def plan_service(
+    svc: ServiceInfo | None,
+    slices: Sequence[SliceInfo],
+    pod_labels: Mapping[str, Mapping[str, str]],
+    rules: Sequence[Rule],
+    previous: Mapping[str, t.TableDocument],
+    settings: PlanSettings = PlanSettings(),
+) -> ServicePlan:
+    """The complete desired set of tables for one Service, and what each rule's status says.
+
+    ``previous`` holds the documents published for this Service now (by ConfigMap name);
+    ``rules`` may hold every rule in the cluster (only those that apply are used).
+    Invariant: tables whose content is unchanged carry the previous checksum, so callers write
+    exactly the tables with ``changed``.
+    """
+    if svc is None:
+        return ServicePlan(service=("", ""))
+    by_rule = {r.rule.key: r for r in rules}
+    applicable = [
+        by_rule[d.key]
+        for d in rules_for_service(
+            [r.rule for r in rules],
+            svc.namespace,
+            svc.name,
+            domain=settings.domain,
+            root_namespace=settings.root_namespace,
+        )
+    ]
+    invalid = [r for r in applicable if not r.result.valid]
+    valid = [r for r in applicable if r.result.valid]
+    sources = {f"{d.source.namespace}/{d.source.name}" for d in previous.values() if d.source}
+    frozen = [r for r in invalid if r.key in sources]
+    if frozen:
+        docs = _frozen(svc, slices, pod_labels, previous, settings)
+    else:
+        merged = merge_rules([r.rule for r in valid])
+        if merged is None and not is_published(svc):
+            docs = {}
+        else:
+            docs = _from_merged(svc, slices, pod_labels, merged, settings)
+    outcomes = {name: _seal(name, doc, previous) for name, (doc, _) in docs.items()}
+    return ServicePlan(
+        service=svc.key,
+        tables=outcomes,
+        rules=_rule_outcomes(applicable, docs, frozen, valid),
+    )
+
+
+def _rule_outcomes(applicable, docs, frozen, valid) -> dict[str, RuleOutcome]:
+    attributed: dict[str, list[str]] = {}
+    for name, (_, key) in docs.items():
+        if key is not None:
+            attributed.setdefault(key, []).append(name)
+    out: dict[str, RuleOutcome] = {}
+    frozen_keys = {r.key for r in frozen}
+    merged = merge_rules([r.rule for r in valid]) if valid and not frozen else None
+    shadow = {}
+    if merged is not None:
+        for s in merged.shadowed:
+            shadow.setdefault(s.rule, []).append(f"{s.part} ignored: {s.winner} takes precedence")
+    for r in applicable:
+        names = tuple(sorted(attributed.get(r.key, ())))
+        if not r.result.valid:
+            message = r.result.message
+            if r.key in frozen_keys:
+                message += "; tables keep the last valid generation's policy"
+            out[r.key] = RuleOutcome(r.key, False, "Invalid", message, names)
+        elif frozen:
+            out[r.key] = RuleOutcome(
+                r.key,
+                False,
+                "Blocked",
+                "an older invalid DestinationRule for this host "
+                "holds the published tables at its last valid generation",
+                names,
+            )
+        elif r.key in shadow:
+            out[r.key] = RuleOutcome(r.key, True, "Merged", "; ".join(shadow[r.key]), names)
+        else:
+            out[r.key] = RuleOutcome(r.key, True, "Published", "", names)
+    return out
