@@ -30,26 +30,46 @@ def strip_quotes(value: AnyStr) -> AnyStr:
     return value
 
 
-def find_cookie(values: Sequence[AnyStr], needle: AnyStr | None) -> AnyStr | None:
-    """First cookie piece whose key is the needle's name, across header values; quotes stripped.
-
-    A needle occurrence starts a piece iff only spaces separate it from a ';' or the start of
-    the header value; the value runs to the next ';'. (str.find/bytes.find instead of a regex:
-    ~4x faster on the per-request path.)
-    """
+def find_cookie_bytes(values: Sequence[bytes], needle: bytes | None) -> bytes | None:
+    """``find_cookie`` for raw header bytes: int comparisons, no per-byte slices (hot path)."""
     if needle is None:
         return None
-    is_bytes = isinstance(needle, bytes)
-    space, semi = (b" ", b";") if is_bytes else (" ", ";")
     width = len(needle)
     for value in values:
         i = value.find(needle)
         while i != -1:
             j = i
-            while j and value[j - 1 : j] == space:
+            while j and value[j - 1] == 32:  # ' '
                 j -= 1
-            if not j or value[j - 1 : j] == semi:
-                end = value.find(semi, i + width)
+            if not j or value[j - 1] == 59:  # ';'
+                start = i + width
+                end = value.find(b";", start)
+                found = value[start:] if end == -1 else value[start:end]
+                if len(found) >= 2 and found[0] == 34 and found[-1] == 34:  # '"'
+                    return found[1:-1]
+                return found
+            i = value.find(needle, i + 1)
+    return None
+
+
+def find_cookie(values: Sequence[AnyStr], needle: AnyStr | None) -> AnyStr | None:
+    """First cookie piece whose key is the needle's name, across header values; quotes stripped.
+
+    A needle occurrence starts a piece iff only spaces separate it from a ';' or the start of
+    the header value; the value runs to the next ';'. (str.find/bytes.find instead of a regex:
+    several times faster on the per-request path.)
+    """
+    if needle is None or isinstance(needle, bytes):
+        return find_cookie_bytes(values, needle)  # type: ignore[arg-type]
+    width = len(needle)
+    for value in values:
+        i = value.find(needle)
+        while i != -1:
+            j = i
+            while j and value[j - 1] == " ":
+                j -= 1
+            if not j or value[j - 1] == ";":
+                end = value.find(";", i + width)
                 return strip_quotes(value[i + width :] if end == -1 else value[i + width : end])
             i = value.find(needle, i + 1)
     return None
