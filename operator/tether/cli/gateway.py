@@ -28,8 +28,10 @@ def register(subparsers) -> None:
         description="Route HTTP/1.1 by Host to Services published as tether table documents; "
         "pin clients to pods exactly as Envoy would (cookie/header/source IP/query hash).",
     )
-    _add(p, "listen", "0.0.0.0:8080", "address:port to serve on")
-    _add(p, "admin", "0.0.0.0:9901", "admin address:port (/metrics /healthz /readyz); '' = off")
+    # In a pod, bind the pod IP (env POD_IP): the lab runs every pod in one network namespace.
+    host = os.environ.get("POD_IP") or "0.0.0.0"
+    _add(p, "listen", f"{host}:8080", "address:port to serve on (default $POD_IP or 0.0.0.0)")
+    _add(p, "admin", f"{host}:9901", "admin address:port (/metrics /healthz /readyz); '' = off")
     src = p.add_argument_group("tables (one of)")
     _add(src, "tables-namespace", "tether-system", "watch table ConfigMaps in this namespace")
     _add(src, "tables-dir", "", "read *.json table documents from this directory instead")

@@ -322,6 +322,9 @@ class ClientProtocol(asyncio.Protocol):
         gw = self.gw
         route = gw.router.lookup(ex.host)
         if route is None:
+            if not gw.loaded:
+                self.local_response(ex, 503, "routing tables not loaded yet")
+                return
             host = (ex.host or b"").decode("latin-1")
             self.local_response(ex, 404, f"no route for host {host!r}")
             return
