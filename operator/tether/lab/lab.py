@@ -123,6 +123,11 @@ class Lab:
         inside = netns.NetnsExecutor(self.netns)
         try:
             self._start_all(bins, inside, timeout, say)
+        except LabError as e:
+            inside.close()
+            kept = self._keep_logs()
+            self.down()
+            raise LabError(f"{e}\nall logs of the failed start: {kept}") from None
         except BaseException:
             inside.close()
             self.down()
@@ -192,6 +197,12 @@ class Lab:
         checks.wait("kubelet", f"{self.nodes} Ready node(s)", checks.nodes_ready)
         checks.wait("kube-controller-manager", "ServiceAccount default/default", checks.default_sa)
 
+    def _keep_logs(self) -> Path:
+        """Copy the logs of a failed start out of the state dir (which `down` removes)."""
+        dest = build.cache_root() / "lab-logs" / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.copytree(self.paths.logs, dest, dirs_exist_ok=True)
+        return dest
+
     def restart_kubelet(self, timeout: float = 30.0) -> None:
         """Stop the loopback kubelet (SIGTERM) and start a new one that re-adopts its pods."""
         old = self.daemons().get("kubelet")
@@ -239,6 +250,8 @@ class Lab:
     def run(self, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
         """Run `cmd` inside the lab's namespace with `env()`; kwargs go to subprocess.run."""
         kwargs.setdefault("env", self.env())
+        if netns.exists(self.netns) and netns.current_inode() == netns.inode(self.netns):
+            return subprocess.run(cmd, **kwargs)  # already inside (after enter())
         inside = netns.NetnsExecutor(self.netns)
         try:
             return inside.call(subprocess.run, cmd, **kwargs)
@@ -255,6 +268,15 @@ class Lab:
         if check and out.returncode != 0:
             raise LabError(f"kubectl {' '.join(args)} failed ({out.returncode}): {out.stderr}")
         return out.stdout
+
+    def kubectl_json(self, *args: str) -> dict:
+        """Return `kubectl get ARGS -o json` decoded."""
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def apply(self, manifest: str, namespace: str | None = None) -> str:
+        """`kubectl apply -f -` a YAML manifest (into `namespace` if given); return stdout."""
+        ns = ["-n", namespace] if namespace else []
+        return self.kubectl("apply", *ns, "-f", "-", input=manifest)
 
     def enter(self) -> None:
         """Move the calling thread (the process, if called on the main thread before other

@@ -117,10 +117,30 @@ class _Connection(asyncio.Protocol):
             resp = handle(req, self.server.pod)
             if resp.delay:
                 await asyncio.sleep(resp.delay)
+            keep = self.keep[0]
+            if resp.drip and req.method != "HEAD":
+                await self._drip(resp, keep)
+            else:
+                self._reply_now(resp, keep, head=req.method == "HEAD")
             self.pending.pop(0)
-            keep = self.keep.pop(0)
-            self._reply_now(resp, keep, head=req.method == "HEAD")
+            self.keep.pop(0)
         if self.closing and self.transport and not self.busy():
+            self.transport.close()
+
+    async def _drip(self, resp: Response, keep: bool) -> None:
+        """Send the head, then the body one byte per interval (httpbin's /drip)."""
+        count, interval = resp.drip
+        keep = keep and not self.closing
+        wire = render(resp, self.server.pod, keep)
+        start = len(wire) - len(resp.body)
+        for i in range(count):
+            if self.transport is None or self.transport.is_closing():
+                return
+            self.transport.write(wire[: start + 1] if i == 0 else wire[start + i : start + i + 1])
+            if i < count - 1:
+                await asyncio.sleep(interval)
+        self.server.served += 1
+        if not keep:
             self.transport.close()
 
     def shut(self) -> None:

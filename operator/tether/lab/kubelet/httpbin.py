@@ -51,13 +51,15 @@ class Request:
 
 @dataclass
 class Response:
-    """A response to send; `delay` seconds pass before it is sent (for /delay)."""
+    """A response to send; `delay` seconds pass before it is sent (for /delay); with `drip`
+    = (n, interval) the body is n bytes `*` sent one per interval (for /drip)."""
 
     status: int
     body: bytes = b""
     content_type: str = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
     delay: float = 0.0
+    drip: tuple[int, float] | None = None
 
 
 def _title(name: str) -> str:
@@ -153,7 +155,8 @@ def handle(req: Request, pod: Pod) -> Response:
     """Answer one request like httpbin does (the subset the lab needs).
 
     Routes: /get /headers /cookies /cookies/set /cookies/delete /status/<codes> /delay/<s>
-    /ip /user-agent /uuid /anything[/...] /response-headers /healthz /readyz and `/`.
+    /drip?numbytes=&duration=&delay=&code= /ip /user-agent /uuid /anything[/...]
+    /response-headers /healthz /readyz and `/`.
     """
     path = urlsplit(req.target).path
     parts = [p for p in path.split("/") if p]
@@ -166,6 +169,8 @@ def handle(req: Request, pod: Pod) -> Response:
         except ValueError:
             return Response(400, b"Invalid delay\n", "text/plain")
         return _echo(req, pod, delay=seconds)
+    if head == "drip":
+        return _drip(req)
     if head == "anything":
         return _anything(req, pod)
     if head == "cookies" and len(parts) == 2 and parts[1] in ("set", "delete"):
@@ -187,6 +192,19 @@ def handle(req: Request, pod: Pod) -> Response:
     return _json(pod, {"error": f"no route for {path}"}, 404)
 
 
+def _drip(req: Request) -> Response:
+    args = dict(parse_qsl(urlsplit(req.target).query))
+    try:
+        count = min(max(int(args.get("numbytes", 10)), 1), 10 * 1024)
+        duration = min(max(float(args.get("duration", 2)), 0.0), MAX_DELAY)
+        delay = min(max(float(args.get("delay", 0)), 0.0), MAX_DELAY)
+        code = int(args.get("code", 200))
+    except ValueError:
+        return Response(400, b"Invalid drip parameters\n", "text/plain")
+    return Response(code, b"*" * count, "application/octet-stream", delay=delay,
+                    drip=(count, duration / count))  # fmt: skip
+
+
 def _response_headers(req: Request, pod: Pod) -> Response:
     args = parse_qsl(urlsplit(req.target).query, keep_blank_values=True)
     return _json(pod, dict(args), headers=list(args))
@@ -194,6 +212,6 @@ def _response_headers(req: Request, pod: Pod) -> Response:
 
 ROUTES = [
     "/get", "/headers", "/cookies", "/cookies/set?k=v", "/cookies/delete?k", "/status/<codes>",
-    "/delay/<seconds>", "/ip", "/user-agent", "/uuid", "/anything", "/response-headers?k=v",
-    "/healthz",
+    "/delay/<seconds>", "/drip?numbytes=n&duration=s", "/ip", "/user-agent", "/uuid",
+    "/anything", "/response-headers?k=v", "/healthz",
 ]  # fmt: skip

@@ -1,0 +1,44 @@
+"""Fixtures of the lab tier: one lab per session, joined by the test process itself.
+
+After the `lab` fixture, this process lives in the lab's network namespace: 127.0.0.1:6443 is
+the lab's apiserver, pod IPs answer, KUBECONFIG points at the admin kubeconfig and the lab's
+kubectl is first on PATH — for this process and everything it starts.
+
+Environment: TETHER_LAB=reuse (+ TETHER_LAB_NAME, default `dev`) reuses a running lab and
+leaves it up; by default a fresh lab is started and torn down. A lab that cannot start makes
+every lab test error with the reason (missing binary, netns permission, apiserver log tail).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tether.lab import Lab
+from tether.lab.testing import LabUnavailable, session_lab, wait_until
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    """The session's running lab (joined: this process is inside its network namespace)."""
+    try:
+        with session_lab(enter=True) as running:
+            yield running
+    except LabUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture
+def namespace(lab: Lab, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace for one test (its `default` ServiceAccount exists); deleted after."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    lab.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: lab.kubectl("get", "serviceaccount", "default", "-n", name, check=False),
+        timeout=30,
+        what=f"ServiceAccount {name}/default",
+    )
+    yield name
+    lab.kubectl("delete", "namespace", name, "--wait=false", check=False)
