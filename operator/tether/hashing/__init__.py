@@ -63,6 +63,12 @@ Request keys (``keys``; Envoy ``hash_policy.cc`` + ``http/utility.cc``)::
     CookieKey.set_cookie(value) -> str                              # its Set-Cookie header value
     keys.config.key_from_model(models.table.HashKey) -> key          # (imports pydantic models)
 
+Native code: two small C extensions built by ``pip install -e .`` (``setup.py``), each held equal
+to a pure-Python twin by the unit tests: the Maglev fill loop (``maglev/_kernel.c`` vs
+``maglev/reference.py``; ``NATIVE``) and the per-request cookie scan (``keys/_cookie.c`` vs
+``keys.parse.scan_cookie_bytes``; ``keys.parse.NATIVE_COOKIE``). Without a compiler both fall
+back to the Python twins (same results, slower).
+
 ``RequestView`` is a Protocol: ``header_values(lname: bytes) -> list[bytes]``, ``path: bytes``,
 ``remote_ip: str`` (bare IP). ``add_cookie(CookieKey) -> str | None`` is called only for a cookie
 key with a ttl whose cookie is missing or empty; the gateway returns

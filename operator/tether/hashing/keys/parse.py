@@ -6,7 +6,7 @@ that Envoy hashes; nothing is decoded).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import AnyStr
 
 
@@ -30,10 +30,8 @@ def strip_quotes(value: AnyStr) -> AnyStr:
     return value
 
 
-def find_cookie_bytes(values: Sequence[bytes], needle: bytes | None) -> bytes | None:
-    """``find_cookie`` for raw header bytes: int comparisons, no per-byte slices (hot path)."""
-    if needle is None:
-        return None
+def scan_cookie_bytes(values: Sequence[bytes], needle: bytes) -> bytes | None:
+    """Pure-Python twin of the native ``_cookie.find`` (same result for every input)."""
     width = len(needle)
     for value in values:
         i = value.find(needle)
@@ -50,6 +48,21 @@ def find_cookie_bytes(values: Sequence[bytes], needle: bytes | None) -> bytes | 
                 return found
             i = value.find(needle, i + 1)
     return None
+
+
+try:
+    from ._cookie import find as _native_find
+except ImportError:  # pragma: no cover - only where the extension failed to build
+    _native_find = None
+
+NATIVE_COOKIE: bool = _native_find is not None
+# The per-request scanner: native (~6x faster) when compiled, else the Python twin.
+scan_cookie: Callable[[Sequence[bytes], bytes], bytes | None] = _native_find or scan_cookie_bytes
+
+
+def find_cookie_bytes(values: Sequence[bytes], needle: bytes | None) -> bytes | None:
+    """``find_cookie`` for raw header bytes (``values`` a list/tuple of bytes)."""
+    return None if needle is None else scan_cookie(values, needle)
 
 
 def find_cookie(values: Sequence[AnyStr], needle: AnyStr | None) -> AnyStr | None:

@@ -15,7 +15,7 @@ from xxhash import xxh64_intdigest
 
 from ..hashes import MASK64, xxh64, xxh64_chain
 from .cookies import format_set_cookie
-from .parse import cookie_needle, find_cookie_bytes, query_value
+from .parse import cookie_needle, query_value, scan_cookie
 
 
 class RequestView(Protocol):
@@ -74,7 +74,8 @@ class CookieKey:
         With a ttl and a callback, the callback's value is hashed as Envoy does (even ""); a
         callback returning None (it could not generate) gives no hash.
         """
-        value = find_cookie_bytes(request.header_values(b"cookie"), self._needle)
+        needle = self._needle
+        value = None if needle is None else scan_cookie(request.header_values(b"cookie"), needle)
         if value:
             return xxh64_intdigest(value)
         if self.ttl_seconds is None or add_cookie is None:
