@@ -18,6 +18,7 @@ from pathlib import Path
 from tether.lab import layout
 from tether.lab.kubelet import ipam
 from tether.lab.kubelet.api import Api, ApiError
+from tether.lab.kubelet.logserver import LogServer
 from tether.lab.kubelet.node import NodeAgent
 from tether.lab.kubelet.worker import TERMINAL, PodWorker
 from tether.lab.layout import LabPaths
@@ -112,6 +113,8 @@ class Kubelet:
         for agent in agents:
             await agent.register()
         beats = [asyncio.create_task(a.heartbeat()) for a in agents]
+        logs = LogServer(self)
+        await logs.start()
         rv: str | None = await self._relist()
         await self._clean_addresses()
         ready = {"pid": os.getpid(), "adopted": len(self.workers), "nodes": self.nodes}
@@ -130,6 +133,7 @@ class Kubelet:
         finally:
             for b in beats:
                 b.cancel()
+            await logs.stop()
 
     async def _watch(self, rv: str) -> str | None:
         """Follow the pod watch from `rv`; return the last version seen, or None to relist."""

@@ -81,8 +81,12 @@ class Container:
         self.state.waiting_reason, self.state.waiting_message = reason, message
         self.w.changed()
 
-    async def start(self) -> None:
-        """Start the container (returns once it runs or has been scheduled to retry)."""
+    async def start(self, adopt_only: bool = False) -> None:
+        """Start the container (returns once it runs or has been scheduled to retry).
+
+        With `adopt_only` (a pod first seen already terminating) nothing new is started; a
+        process left by a previous kubelet is re-attached so that it can be stopped.
+        """
         raise NotImplementedError
 
     async def stop(self, grace: float) -> None:
@@ -102,7 +106,9 @@ class BackendContainer(Container):
         ]
         return sorted(set(declared)) or [80]
 
-    async def start(self) -> None:
+    async def start(self, adopt_only: bool = False) -> None:
+        if adopt_only:
+            return
         pod = Pod(self.w.name, self.w.namespace, self.w.ip)
         self.servers = [Backend(pod, port) for port in self.ports()]
         self.state.container_id = f"lab://{self.w.uid}/{self.name}"
@@ -138,8 +144,8 @@ class ProcessContainer(Container):
         self._task: asyncio.Task | None = None
         self.pidfile = worker.pod_dir / f"{self.name}.pid"
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._supervise())
+    async def start(self, adopt_only: bool = False) -> None:
+        self._task = asyncio.create_task(self._supervise(adopt_only))
 
     async def _spawn(self) -> float:
         argv, env = await self.w.launch(self.spec)
@@ -189,9 +195,11 @@ class ProcessContainer(Container):
             os.close(fd)
         return 137
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, adopt_only: bool) -> None:
         backoff = BACKOFF_START
         began = await self._adopt()
+        if began is None and adopt_only:
+            return
         while not self.stopping:
             if began is None:
                 try:
@@ -200,13 +208,17 @@ class ProcessContainer(Container):
                     self._waiting("CreateContainerConfigError", str(e))
                     await asyncio.sleep(RETRY_CONFIG)
                     continue
-                except OSError as e:
+                except Exception as e:  # exec failure, token request refused, API away
+                    log.warning("pod %s/%s: cannot start %s: %s", self.w.namespace, self.w.name,
+                                self.name, e)  # fmt: skip
                     self._waiting("RunContainerError", str(e))
                     await asyncio.sleep(RETRY_CONFIG)
                     continue
             started = self.state.running_since
             code = await self._wait_exit()
             self.proc, ran = None, time.monotonic() - began
+            log.info("pod %s/%s: container %s exited with %d after %.2f s", self.w.namespace,
+                     self.w.name, self.name, code, ran)  # fmt: skip
             self.pidfile.unlink(missing_ok=True)
             self._not_running()
             if self.stopping:

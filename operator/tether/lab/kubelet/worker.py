@@ -45,6 +45,7 @@ class PodWorker:
         self.log_dir = kubelet.paths.pod_logs / f"{self.namespace}_{self.name}_{self.uid}"
         self.terminating = asyncio.Event()
         self.gone = False
+        self.reporting = True
         self._dirty = asyncio.Event()
         self._last_sent: dict | None = None
         self._kubeconfig: Path | None = None
@@ -121,8 +122,12 @@ class PodWorker:
                 ProcessContainer if env.is_tether_image(spec.get("image", "")) else BackendContainer
             )
             self.containers.append(kind(self, spec, previous.get(spec["name"])))
+        # A pod first seen terminating (or finished) runs nothing new: it only gets stopped.
+        finished = status.get("phase") in TERMINAL
+        adopt_only = self.terminating.is_set() or finished
+        self.reporting = not adopt_only
         self.changed()
-        await asyncio.gather(*(c.start() for c in self.containers))
+        await asyncio.gather(*(c.start(adopt_only) for c in self.containers))
 
     async def _stop(self) -> None:
         meta = self.pod["metadata"]
@@ -154,7 +159,7 @@ class PodWorker:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            if self.gone or not self.containers:
+            if self.gone or not self.containers or not self.reporting:
                 continue
             status = self._status()
             if status == self._last_sent:
@@ -163,7 +168,8 @@ class PodWorker:
                 await self.k.api.merge_patch(path, {"status": status})
                 self._last_sent = status
             except ApiError as e:
-                if e.status == 404:
+                if e.status in (404, 422):  # gone, or a status the API will never accept
+                    log.warning("status of %s/%s: %s", self.namespace, self.name, e)
                     return
                 log.warning("status of %s/%s: %s", self.namespace, self.name, e)
                 await asyncio.sleep(0.5)
