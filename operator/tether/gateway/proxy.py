@@ -320,7 +320,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def _dispatch(self, ex: Exchange) -> None:
         gw = self.gw
-        route = gw.router.lookup(ex.host)
+        router = gw.router
+        route = router._cache.get(ex.host) if ex.host is not None else None
+        if route is None:
+            route = router.lookup(ex.host)
         if route is None:
             if not gw.loaded:
                 self.local_response(ex, 503, "routing tables not loaded yet")
@@ -353,11 +356,15 @@ class ClientProtocol(asyncio.Protocol):
         if ex.head is None:
             ex.head = self._build_head(ex)
             ex.pending.insert(0, ex.head)
-        conn = self.gw.pools.acquire(target)
-        if conn is not None:
-            conn.attach(ex)
-        else:
-            self.gw.connect(target, ex)
+        stack = self.gw.pools.idle.get(target.authority)
+        while stack:  # Pools.acquire, inlined: the warmest idle connection that is still open
+            conn = stack.pop()
+            tr = conn.transport
+            if tr is not None and not tr.is_closing():
+                conn.reused = True
+                conn.attach(ex)
+                return
+        self.gw.connect(target, ex)
 
     def _build_head(self, ex: Exchange) -> bytes:
         parts = [ex.method, b" ", ex.path, b" HTTP/1.1\r\n"]

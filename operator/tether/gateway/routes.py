@@ -73,6 +73,7 @@ class Route:
         "active",
         "chooser",
         "doc",
+        "is_cookie",
         "is_ketama",
         "key",
         "keys",
@@ -94,6 +95,7 @@ class Route:
         self.rr = 0
         self.chooser = None
         self.keys: tuple = ()
+        self.is_cookie = False
         self.is_ketama = False
         policy = doc.policy
         if policy.type == "consistentHash":
@@ -108,6 +110,7 @@ class Route:
             self.mode = "bounded" if policy.hash_balance_factor > 0 else "hash"
             if policy.hash_key is not None:
                 self.keys = (key_from_model(policy.hash_key),)
+                self.is_cookie = isinstance(self.keys[0], CookieKey)
                 self.kind = policy.hash_key.kind
             else:
                 self.kind = "random"
@@ -179,7 +182,7 @@ class Route:
         if not keys:
             return None
         key = keys[0]
-        h = key.evaluate(request, request.add_cookie if isinstance(key, CookieKey) else None)
+        h = key.evaluate(request, request.add_cookie if self.is_cookie else None)
         if self.is_ketama:
             request.key_text = _key_text(key, request)
         return h

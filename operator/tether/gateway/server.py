@@ -12,6 +12,7 @@ Lifecycle invariants:
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import logging
 import signal
@@ -160,6 +161,12 @@ class Gateway:
         """The table source completed its first full load."""
         self.loaded = True
         self.metrics.ready = True
+        # Everything alive now (modules, tables) lives for the process: keep the cyclic GC
+        # from re-traversing it, and collect young objects less often. Per-request objects
+        # are acyclic and freed by reference counting; cycle collection measured ~12 % of CPU.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20000, 50, 100)
 
     def not_ready_reason(self) -> str | None:
         """Why /readyz fails, or None when ready."""

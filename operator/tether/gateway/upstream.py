@@ -176,11 +176,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- parser callbacks ----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        if self.ex is None or self.done:
-            raise _Abort("data after the end of the response")
-
     def on_headers_complete(self) -> None:
+        if not self.head_wait:  # a second response where one was expected
+            raise _Abort("data after the end of the response")
         raw = self.hbuf
         end = raw.find(b"\r\n\r\n", self.hpos)
         if end < 0:
