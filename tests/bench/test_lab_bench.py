@@ -146,11 +146,13 @@ def test_kubectl_scale_to_endpointslice_latency(lab: Lab):
         watcher.start()
         lab.apply(MANIFEST, ns)
         watcher.wait_for(0.0, 3, timeout=60)
-        latencies = {"up": [], "down": []}
+        latencies: dict[str, list[float]] = {"up": [], "down": []}
+        kubectl_times = []
         for i in range(SCALE_EVENTS):
             target = 4 if i % 2 == 0 else 3
             started = time.monotonic()
             lab.kubectl("scale", "deployment", "httpbin", "-n", ns, f"--replicas={target}")
+            kubectl_times.append(time.monotonic() - started)
             seen = watcher.wait_for(started, target)
             latencies["up" if target == 4 else "down"].append(seen - started)
         watcher.stop.set()
@@ -162,6 +164,7 @@ def test_kubectl_scale_to_endpointslice_latency(lab: Lab):
             "max": round(max(every) * 1000),
             "p50_scale_up": round(statistics.median(latencies["up"]) * 1000),
             "p50_scale_down": round(statistics.median(latencies["down"]) * 1000),
+            "p50_kubectl_scale_returns": round(statistics.median(kubectl_times) * 1000),
             "note": "wall time from running `kubectl scale` until the slice shows the new "
                     "number of ready endpoints (includes kubectl start-up)",
         })  # fmt: skip

@@ -81,6 +81,24 @@ spec:
     command: [python, -c, "import sys; print('bye'); sys.exit(3)"]
 """
 
+LIVENESS_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: unhealthy}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: web
+    image: tether:dev
+    command: [python, -m, http.server, --bind, $(POD_IP), "8080"]
+    env:
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    livenessProbe:
+      httpGet: {path: /no-such-page, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 2
+"""
+
 
 def pod(lab: Lab, ns: str, name: str) -> dict:
     """Return the pod as JSON ({} when it does not exist)."""
@@ -157,3 +175,15 @@ def test_exiting_process_is_restarted_with_back_off(lab: Lab, namespace: str):
     assert pod(lab, namespace, "crashes")["status"]["phase"] == "Running"
     # `kubectl logs` reaches the kubelet through the apiserver, like on any cluster.
     assert "bye" in lab.kubectl("logs", "crashes", "-n", namespace, "--previous")
+
+
+def test_failing_liveness_probe_restarts_the_process(lab: Lab, namespace: str):
+    lab.apply(LIVENESS_POD, namespace)
+
+    def restarted():
+        statuses = pod(lab, namespace, "unhealthy").get("status", {}).get("containerStatuses", [])
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+    cs = wait_until(restarted, timeout=60, what="a liveness restart")
+    # http.server exits on SIGTERM: 128 + 15, as a container runtime reports it.
+    assert cs["lastState"]["terminated"]["exitCode"] == 143

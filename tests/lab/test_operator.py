@@ -114,7 +114,7 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(lab: Lab, defau
 
     moved = wait_until(moved_event, timeout=30, what="Event stating the moved fraction")
     assert 0 < moved < 100
-    status = lab.kubectl_json("get", "dr", "httpbin", "-n", "default")["status"]
+    status = lab.kubectl_json("dr", "httpbin", "-n", "default")["status"]
     assert status["endpoints"] == 5
     assert status["keysMoved"] == pytest.approx(moved / 100, abs=0.001)
 
@@ -197,7 +197,7 @@ spec:
         what="main table with 2 endpoints",
     )
     assert ready_endpoints(table_doc(lab, namespace, "httpbin", 8000, "canary")) == 0
-    pod = lab.kubectl_json("get", "pods", "-n", namespace, "-l", "app=httpbin")["items"][0]
+    pod = lab.kubectl_json("pods", "-n", namespace, "-l", "app=httpbin")["items"][0]
     lab.kubectl("label", "pod", pod["metadata"]["name"], "-n", namespace, "track=canary")
     doc = wait_until(
         lambda: (
@@ -241,7 +241,7 @@ def _quiet(lab: Lab, namespace: str) -> None:
     """Wait until other tests' namespaces are gone, so no other table is changing."""
 
     def others():
-        items = lab.kubectl_json("get", "namespaces")["items"]
+        items = lab.kubectl_json("namespaces")["items"]
         return [i["metadata"]["name"] for i in items if i["status"].get("phase") == "Terminating"]
 
     wait_until(lambda: not others(), timeout=120, what="no namespace terminating")

@@ -115,7 +115,7 @@ def rule_events(lab: Lab, ns: str, name: str) -> list[dict]:
 
 
 def ready_condition(lab: Lab, ns: str, name: str) -> dict:
-    dr = lab.kubectl_json("get", "destinationrule", name, "-n", ns)
+    dr = lab.kubectl_json("destinationrule", name, "-n", ns)
     conds = (dr.get("status") or {}).get("conditions") or []
     return next((c for c in conds if c["type"] == "Ready"), {})
 

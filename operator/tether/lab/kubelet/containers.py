@@ -46,6 +46,7 @@ class Container:
             self.state.restart_count = previous.get("restartCount", 0)
             self.state.last_terminated = previous.get("lastState", {}).get("terminated")
         self._probe_task: asyncio.Task | None = None
+        self._live_task: asyncio.Task | None = None
         self.stopping = False
 
     def _set_ready(self, ready: bool) -> None:
@@ -66,12 +67,17 @@ class Container:
             self._probe_task = asyncio.create_task(
                 probes.run_readiness(probe, check, self._set_ready)
             )
+        self._start_liveness()
         self.w.changed()
 
+    def _start_liveness(self) -> None:
+        """Liveness applies to processes only (a backend's servers live in the kubelet)."""
+
     def _not_running(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            self._probe_task = None
+        for task in (self._probe_task, self._live_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._probe_task = self._live_task = None
         self.state.running_since = None
         self.state.ready = False
         self.w.changed()
@@ -180,9 +186,26 @@ class ProcessContainer(Container):
         self._now_running(rec["startedAt"])
         return time.monotonic()
 
+    def _start_liveness(self) -> None:
+        probe = self.spec.get("livenessProbe")
+        check = probes.checker(probe, self.spec, self.w.ip) if probe else None
+        if check is not None:
+            self._live_task = asyncio.create_task(probes.run_liveness(probe, check, self._kill))
+
+    async def _kill(self) -> None:
+        """Liveness failed: stop this run like the kubelet does (the supervisor restarts it)."""
+        pid = self.pid
+        log.info("pod %s/%s: container %s failed liveness, killing pid %s", self.w.namespace,
+                 self.w.name, self.name, pid)  # fmt: skip
+        if pid is not None:
+            await _terminate(
+                pid, float(self.w.pod["spec"].get("terminationGracePeriodSeconds", 30))
+            )
+
     async def _wait_exit(self) -> int:
         if self.proc is not None:
-            return await self.proc.wait()
+            code = await self.proc.wait()
+            return 128 - code if code < 0 else code  # killed by signal N: 128+N, as runtimes do
         # An adopted process is not our child: wait on a pidfd; its exit code is unknowable.
         fd = os.pidfd_open(self.pid)
         loop = asyncio.get_running_loop()
@@ -244,15 +267,20 @@ class ProcessContainer(Container):
         pid = self.pid if self.state.running_since is not None else None
         if pid is not None:
             self._set_ready(False)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while procs.alive(pid) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+            await _terminate(pid, grace)
         if self._task is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._task), 5)
             self._task.cancel()
         self.pidfile.unlink(missing_ok=True)
+
+
+async def _terminate(pid: int, grace: float) -> None:
+    """SIGTERM the process group of `pid`, SIGKILL it after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while procs.alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Readiness probes (httpGet and tcpSocket) with Kubernetes' thresholds.
+"""Readiness and liveness probes (httpGet and tcpSocket) with Kubernetes' thresholds.
 
 Lab deviation, on purpose: while a container is not yet ready it is probed every
 min(periodSeconds, 1) seconds instead of every periodSeconds, so pods become Ready quickly;
@@ -87,3 +87,18 @@ async def run_readiness(probe: dict, check: Callable, set_ready: Callable[[bool]
             ready = False
             set_ready(False)
         await asyncio.sleep(period if ready else min(period, 1.0))
+
+
+async def run_liveness(probe: dict, check: Callable, on_failure: Callable) -> None:
+    """Probe every periodSeconds; after failureThreshold failures in a row await on_failure()
+    (the caller kills the container, which then restarts per restartPolicy) and return."""
+    period = float(probe.get("periodSeconds", 10))
+    failure_needed = int(probe.get("failureThreshold", 3))
+    await asyncio.sleep(float(probe.get("initialDelaySeconds", 0)))
+    failures = 0
+    while True:
+        failures = 0 if await check() else failures + 1
+        if failures >= failure_needed:
+            await on_failure()
+            return
+        await asyncio.sleep(period)

@@ -126,7 +126,8 @@ class PodWorker:
         finished = status.get("phase") in TERMINAL
         adopt_only = self.terminating.is_set() or finished
         self.reporting = not adopt_only
-        self.changed()
+        # No report yet: each container reports once it runs (or why it cannot), so a fast
+        # backend pod goes to the API once, already Running and Ready.
         await asyncio.gather(*(c.start(adopt_only) for c in self.containers))
 
     async def _stop(self) -> None:
