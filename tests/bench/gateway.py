@@ -41,7 +41,9 @@ def ensure_tools() -> None:
     print(f"installing {' '.join(missing)} (apt-get)...", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "nginx", "haproxy", "wrk"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "nginx", "haproxy", "wrk"], check=True, env=env
+    )
 
 
 def render(name: str, tmp: Path, **values) -> Path:
@@ -90,9 +92,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
     val, unit = float(m.group(1)), m.group(2)
-    return val / 1000 if unit == "us" else val * 1000 if unit == "s" else val
+    return val * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def wrk(port: int, duration: float, connections: int) -> dict:
@@ -103,8 +105,8 @@ def wrk(port: int, duration: float, connections: int) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
     return {

@@ -1,1 +1,40 @@
-"""tether.gateway"""
+"""tether.gateway — the sticky HTTP/1.1 gateway (``tether gateway``).
+
+asyncio ``Protocol`` + httptools (llhttp) + uvloop, one process per core. It never imports
+kopf, the operator's handlers, ``tether.k8s`` or ``tether.reconcile``; it reads the table
+documents (``tether.models.table``) and chooses hosts with ``tether.hashing``.
+
+Request path::
+
+    client ─► ClientProtocol (proxy.py): parse, limits, hop-by-hop, XFF
+           ─► Router.lookup(Host) (routes.py) ─► Route.pick: hash key → xxh64 → table
+           ─► idle keep-alive connection from the endpoint's pool, or connect (upstream.py)
+           ─► response head relayed minus hop-by-hop lines (+ Set-Cookie when generated)
+
+Behaviour users see:
+- Routing (DESIGN §3.4): Host ``svc``, ``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.<domain>``
+  with optional ``:port``; see ``routes`` for the exact, deterministic rules and the default
+  route (``--default-service``, else the only published Service).
+- Policies: ``consistentHash`` uses the document's Maglev / ring-hash table (ketama via
+  uhashring) exactly as Envoy: cookie (generated with Envoy's value and ``Set-Cookie`` when
+  missing/empty and ``ttlSeconds`` is set, ``0`` = session cookie), header, source IP (the
+  right-most untrusted ``X-Forwarded-For`` hop when the peer is in ``--trusted-proxies``),
+  query parameter; no key or no value → a random 64-bit hash (Envoy's random pick);
+  ``hashBalanceFactor > 0`` → Envoy's bounded load over the gateway's in-flight counts.
+  ``simple``: ROUND_ROBIN (default; also UNSPECIFIED/PASSTHROUGH and unknown values) is
+  nginx-style smooth weighted round robin over ready endpoints; LEAST_REQUEST/LEAST_CONN pick
+  the less busy of two random ready endpoints (Envoy's P2C); RANDOM is uniform.
+- Retries: only when connecting fails (nothing was sent): the next attempt is Envoy's
+  ``choose(h, attempt + 1)`` (the next round-robin endpoint for simple policies), skipping
+  endpoints already tried or recently refused (``--eject-seconds``), at most
+  ``--connect-attempts`` endpoints. A pooled connection the upstream closed before answering
+  a body-less request is retried once on a fresh connection.
+- Errors answered by the gateway (text/plain, the reason in the body): 400 malformed request,
+  404 no route for the Host, 405 CONNECT, 408 request head timeout, 413 body limit, 431 head
+  limit, 502 upstream connect failed / bad upstream response, 503 no ready endpoint or tables
+  not loaded yet, 504 upstream (connect) timeout.
+- Not supported: Upgrade/WebSocket and CONNECT tunnels (Upgrade is hop-by-hop and dropped),
+  HTTP/2, TLS, request trailers (dropped when re-chunking).
+- Access log: one JSON line per request (``accesslog``); metrics on the admin port
+  (``metrics``); ``/healthz`` and ``/readyz`` (``admin``).
+"""
