@@ -172,13 +172,17 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         ex = self.active
-        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
-            ex.upstream.transport.pause_reading()
+        up = ex.upstream if ex is not None else None
+        if up is not None and up.transport is not None:
+            up.rpaused = True
+            up.transport.pause_reading()
 
     def resume_writing(self) -> None:
         ex = self.active
-        if ex is not None and ex.upstream is not None and ex.upstream.transport is not None:
-            ex.upstream.transport.resume_reading()
+        up = ex.upstream if ex is not None else None
+        if up is not None and up.transport is not None and up.rpaused:
+            up.rpaused = False
+            up.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.ignore:

@@ -52,6 +52,7 @@ class UpstreamConnection(asyncio.Protocol):
         "parser",
         "reset_parser",
         "reused",
+        "rpaused",
         "target",
         "transport",
     )
@@ -73,6 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.deadline = 0.0
         self.reused = False
+        self.rpaused = False  # reading paused because the client could not keep up
 
     # -- transport callbacks -------------------------------------------------------------
 
@@ -112,6 +114,9 @@ class UpstreamConnection(asyncio.Protocol):
         """Start relaying ``ex`` on this connection: send what is buffered of the request."""
         self.ex = ex
         ex.upstream = self
+        if self.rpaused:  # the previous client was slow when its response completed
+            self.rpaused = False
+            self.transport.resume_reading()
         self.head_wait = True
         self.done = False
         self.hbuf = b""

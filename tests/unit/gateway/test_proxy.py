@@ -213,3 +213,23 @@ def test_access_log_line_has_the_documented_fields(h, tmp_path):
     assert line["upstream_addr"] == f"127.0.0.1:{b.port}" and line["upstream_pod"] == "b0"
     assert line["route"] == "default/httpbin:8000" and line["affinity"] == "roundRobin"
     assert line["cookie_generated"] is False and line["duration_ms"] >= 0
+
+
+def test_slow_client_gets_408_and_big_body_413(h):
+    b = h.backend("b0")
+    h.write_table("svc.json", make_document([("127.0.0.1", b.port, "b0")], algorithm=None))
+    gw = h.gateway(header_timeout=0.3, max_body_bytes=1000)
+    h.wait(lambda: gw.loaded)
+    out = raw_request(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\n")  # head never finishes
+    assert out.startswith(b"HTTP/1.1 408 ")
+    status, _, body, _ = get(gw.port, "/echo", method="POST", body=b"x" * 5000)
+    assert status == 413 and b"larger than 1000" in body
+
+
+def test_large_response_streams_to_a_slow_reader(h):
+    gw, (b,) = _simple(h)
+    big = b"z" * 3_000_000
+    status, _, body, c = get(gw.port, "/echo", method="POST", body=big)
+    assert status == 200 and body == big
+    status, _, body, _ = get(gw.port, "/get", conn=c)  # the pooled connection still works
+    assert status == 200 and backend_of(body) == "b0"
