@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from tether.lab import build
 from tether.lab.lab import Lab
 
 T = TypeVar("T")
@@ -51,6 +52,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def missing_binaries() -> str:
+    """Return why the lab binaries are not usable ('' when they are): a test session does not
+    build them (that takes minutes; `make lab-binaries` does it before the tests)."""
+    try:
+        path = build.bin_dir()
+    except build.BuildError as e:
+        return str(e)
+    if build.read_stamp(path) is None and not os.environ.get("TETHER_LAB_BIN_DIR"):
+        return f"lab binaries missing in {path}: run `make lab-binaries` (= `tether lab build`)"
+    return ""
+
+
 def lab_settings() -> tuple[str, bool]:
     """Return (lab name, reuse?) from TETHER_LAB and TETHER_LAB_NAME."""
     reuse = os.environ.get("TETHER_LAB", "").lower() == "reuse"
@@ -69,6 +82,9 @@ def session_lab(enter: bool = True) -> Iterator[Lab]:
     lab = Lab(name)
     started_here = False
     if not (reuse and lab.is_up()):
+        missing = missing_binaries()
+        if missing:
+            raise LabUnavailable(missing)
         try:
             lab.up(progress=lambda msg: print(f"[lab] {msg}", file=sys.stderr, flush=True))
         except Exception as e:

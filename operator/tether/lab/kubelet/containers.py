@@ -127,6 +127,8 @@ class BackendContainer(Container):
             except OSError as e:
                 self._waiting("RunContainerError", f"cannot listen: {e}")
                 await asyncio.sleep(RETRY_CONFIG)
+        if self.stopping:
+            return
         where = ", ".join(f"{self.w.ip}:{s.port}" for s in self.servers)
         self.w.write_log(self.name, self.state.restart_count, f"httpbin backend serving on {where}")
         self._now_running()
@@ -157,7 +159,10 @@ class ProcessContainer(Container):
         argv, env = await self.w.launch(self.spec)
         restart = self.state.restart_count
         logfile = self.w.log_path(self.name, restart)
-        cwd = self.spec.get("workingDir") or str(self.w.pod_dir)
+        # The lab has no container filesystem: an image's workingDir (e.g. /app) rarely exists
+        # here, so the pod's own directory stands in for it.
+        wanted = self.spec.get("workingDir")
+        cwd = wanted if wanted and os.path.isdir(wanted) else str(self.w.pod_dir)
         with open(logfile, "ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env,
