@@ -57,6 +57,15 @@ def _wait_endpoints(lab: Lab, ns: str, n: int, what: str = "") -> t.TableDocumen
     )
 
 
+def _uids(lab: Lab) -> set[str]:
+    return {e["metadata"]["uid"] for e in rule_events(lab, "default", "httpbin")}
+
+
+def _new(lab: Lab, seen: set[str]) -> list[dict]:
+    """Events on default/httpbin posted after ``seen`` was taken (Events outlive rules)."""
+    return [e for e in rule_events(lab, "default", "httpbin") if e["metadata"]["uid"] not in seen]
+
+
 @pytest.fixture
 def default_httpbin(lab: Lab):
     """httpbin ×3 in `default`, where the seed DestinationRule points; removed afterwards."""
@@ -102,11 +111,12 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(lab: Lab, defau
     )
 
     # 2. scale 3 -> 5: the Event states the moved fraction, the status agrees
+    seen = _uids(lab)
     lab.kubectl("scale", "deployment/httpbin", "--replicas=5", "-n", "default")
     _wait_endpoints(lab, "default", 5)
 
     def moved_event():
-        for ev in rule_events(lab, "default", "httpbin"):
+        for ev in _new(lab, seen):
             m = re.search(r"→5 endpoints, ([\d.]+)% of keys moved", ev["message"])
             if m:
                 return float(m.group(1))
@@ -123,6 +133,7 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(lab: Lab, defau
     _wait_endpoints(lab, "default", 1)
 
     # 4. switch to Maglev (tableSize as a string, istio/api#3445)
+    seen = _uids(lab)
     lab.apply(MAGLEV % '"65537"')
     doc = wait_until(
         lambda: (
@@ -135,16 +146,14 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(lab: Lab, defau
     )
     assert doc.table.size == 65537 and doc.policy.hash_key.name == "sticky-session-key"
     wait_until(
-        lambda: any(
-            "switched from ring-hash" in e["message"]
-            for e in rule_events(lab, "default", "httpbin")
-        ),
+        lambda: any("switched from ring-hash" in e["message"] for e in _new(lab, seen)),
         timeout=30,
         what="Event for the algorithm switch",
     )
 
     # 5. an invalid rule: Ready=False with Istio's message, the table untouched
     before = configmap_versions(lab)
+    seen = _uids(lab)
     lab.apply(MAGLEV % "65536")
     cond = wait_until(
         lambda: (c := ready_condition(lab, "default", "httpbin")).get("reason") == "Invalid" and c,
@@ -156,10 +165,7 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(lab: Lab, defau
         "configuration is invalid: tableSize must be a prime number for maglev"
     )
     wait_until(
-        lambda: any(
-            e["type"] == "Warning" and e["reason"] == "Invalid"
-            for e in rule_events(lab, "default", "httpbin")
-        ),
+        lambda: any(e["type"] == "Warning" and e["reason"] == "Invalid" for e in _new(lab, seen)),
         timeout=30,
         what="Warning Event for the invalid rule",
     )

@@ -43,7 +43,7 @@ def deploy_operator(lab: Lab) -> None:
 def operator_pods(lab: Lab, ready: bool = False) -> list[dict]:
     """Running operator pods (optionally only Ready ones), oldest first."""
     pods = lab.kubectl_json(
-        "get", "pods", "-n", TABLES_NS, "-l", "app.kubernetes.io/name=tether-operator"
+        "pods", "-n", TABLES_NS, "-l", "app.kubernetes.io/name=tether-operator"
     )["items"]
     out = [
         p
@@ -92,7 +92,7 @@ def table_doc(lab: Lab, ns: str, svc: str, port: int, subset: str | None = None)
 def configmap_versions(lab: Lab) -> dict[str, str]:
     """resourceVersion of every table ConfigMap (a write changes it)."""
     items = lab.kubectl_json(
-        "get", "configmaps", "-n", TABLES_NS, "-l", f"{t.TABLE_LABEL}={t.TABLE_LABEL_VALUE}"
+        "configmaps", "-n", TABLES_NS, "-l", f"{t.TABLE_LABEL}={t.TABLE_LABEL_VALUE}"
     )["items"]
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
 
@@ -104,7 +104,6 @@ def ready_endpoints(doc) -> int:
 def rule_events(lab: Lab, ns: str, name: str) -> list[dict]:
     """Events posted on a DestinationRule, oldest first."""
     items = lab.kubectl_json(
-        "get",
         "events",
         "-n",
         ns,

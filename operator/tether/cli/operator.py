@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="port of the Prometheus /metrics endpoint (0 = off)",
     )
     p.add_argument(
+        "--bind-address",
+        default=env("TETHER_BIND_ADDRESS", "0.0.0.0"),
+        help="address of the metrics endpoint (a pod IP works everywhere)",
+    )
+    p.add_argument(
         "--liveness",
         default=env("TETHER_LIVENESS", "http://0.0.0.0:8080/healthz"),
         help="kopf liveness endpoint URL ('' = off)",
@@ -75,9 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--priority",
-        type=int,
-        default=int(env("TETHER_PRIORITY", "0")),
-        help="peering priority; the highest runs, the others stand by",
+        default=env("TETHER_PRIORITY", "0"),
+        help="peering priority: an integer, or 'random' for replicas of one Deployment; "
+        "the highest runs, the others stand by",
     )
     p.add_argument(
         "--dr-version",
@@ -98,13 +104,31 @@ def run(args: argparse.Namespace) -> int:
     from tether.handlers import wiring  # noqa: F401 — registers the handlers
     from tether.handlers.coalesce import Coalescer
     from tether.handlers.controller import Config, Controller
-    from tether.k8s.tables import RuleStatus, TableStore, load_credentials
+    from tether.k8s.tables import RuleStatus, TableStore, ensure_peering, load_credentials
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # kopf logs every handled event at INFO: far too chatty for pods
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_credentials()
+    if args.priority == "random":
+        import secrets
+
+        priority = 1 + secrets.randbelow(1_000_000)
+    else:
+        try:
+            priority = int(args.priority)
+        except ValueError:
+            print(
+                f"tether operator: --priority must be an integer or 'random', got "
+                f"{args.priority!r}",
+                file=sys.stderr,
+            )
+            return 2
+    if args.peering and not args.standalone and ensure_peering(args.peering):
+        logging.getLogger("tether").info("created ClusterKopfPeering %s", args.peering)
     config = Config(
         tables_namespace=args.tables_namespace,
         domain=args.cluster_domain,
@@ -119,15 +143,16 @@ def run(args: argparse.Namespace) -> int:
         controller=controller,
         coalescer=coalescer,
         metrics_port=args.metrics_port,
+        bind_address=args.bind_address,
         peering_name=args.peering or None,
-        priority=args.priority,
+        priority=priority,
     )
     namespaces = args.namespace
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=args.standalone or not args.peering,
-        priority=args.priority,
+        priority=priority,
         peering_name=args.peering or None,
         liveness_endpoint=args.liveness or None,
         memo=memo,

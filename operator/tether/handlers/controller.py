@@ -170,6 +170,7 @@ class Controller:
             touched |= set(plan.rules)
             self._remember(key, plan)
         await self._publish_status(entries, touched)
+        metrics.SYNCS.inc()
 
     def _rules_of(self, key: tuple[str, str]) -> set[str]:
         plan = self.plans.get(key)

@@ -38,6 +38,10 @@ INVALID_RULES = Gauge(
     "tether_operator_invalid_destinationrules",
     "DestinationRules currently rejected by validation.",
 )
+SYNCS = Counter(
+    "tether_operator_syncs_total",
+    "Completed reconciles (each covers one coalesced batch of dirty services).",
+)
 RECONCILE_ERRORS = Counter(
     "tether_operator_reconcile_errors_total",
     "Flushes that failed and were retried.",

@@ -35,7 +35,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.watching.connect_timeout = 10
-    metrics.serve(memo.metrics_port)
+    metrics.serve(memo.metrics_port, memo.bind_address)
 
 
 @kopf.on.cleanup()
@@ -103,7 +103,7 @@ def _bind(memo: Any, kw: dict[str, Any]) -> Any:
 
 
 @kopf.on.event("v1", "services")
-def on_service(namespace: str, name: str, memo: Any, **kw: Any) -> None:
+async def on_service(namespace: str, name: str, memo: Any, **kw: Any) -> None:
     """A Service changed: its tables may gain or lose ports."""
     _bind(memo, kw)
     memo.coalescer.mark((namespace, name))
@@ -112,14 +112,14 @@ def on_service(namespace: str, name: str, memo: Any, **kw: Any) -> None:
 @kopf.on.event(
     "discovery.k8s.io", "v1", "endpointslices", labels={SERVICE_NAME_LABEL: kopf.PRESENT}
 )
-def on_slice(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
+async def on_slice(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
     """Endpoints changed: the Service's tables follow (the hot path of a scale event)."""
     _bind(memo, kw)
     memo.coalescer.mark((namespace, labels[SERVICE_NAME_LABEL]))
 
 
 @kopf.on.event("v1", "pods")
-def on_pod(namespace: str, name: str, labels: Any, memo: Any, **kw: Any) -> None:
+async def on_pod(namespace: str, name: str, labels: Any, memo: Any, **kw: Any) -> None:
     """Pod labels matter only for Services whose rules define subsets."""
     ctl = _bind(memo, kw)
     store = kw["tether_pod_services"].get((namespace, name))
@@ -130,7 +130,7 @@ def on_pod(namespace: str, name: str, labels: Any, memo: Any, **kw: Any) -> None
 
 
 @kopf.on.event(*DR)
-def on_rule(body: kopf.Body, namespace: str, name: str, memo: Any, **kw: Any) -> None:
+async def on_rule(body: kopf.Body, namespace: str, name: str, memo: Any, **kw: Any) -> None:
     """A DestinationRule changed: re-plan every Service it matched before or matches now."""
     ctl = _bind(memo, kw)
     entry: RuleEntry = rule_entry(body)

@@ -150,3 +150,19 @@ class RuleStatus:
                 return False
             raise
         return True
+
+
+def ensure_peering(name: str) -> bool:
+    """Create the ClusterKopfPeering ``name`` if missing (kopf refuses to run without it).
+
+    Returns True when it was created. Safe with several replicas starting at once.
+    """
+    api = client.CustomObjectsApi()
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    try:
+        api.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True

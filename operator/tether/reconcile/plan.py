@@ -67,16 +67,27 @@ class TableOutcome:
     def summary(self) -> str:
         """Event text, e.g. 'maglev table for httpbin.default:8000 rebuilt: 3→4 endpoints, …'."""
         doc, policy = self.doc, self.doc.policy
-        kind = policy.algorithm if policy.type == "consistentHash" else policy.simple.lower()
         where = f"{doc.service.name}.{doc.service.namespace}:{doc.service.port}"
         if doc.subset:
             where += f" subset {doc.subset}"
-        before = 0 if self.previous is None else sum(1 for e in self.previous.endpoints if e.ready)
-        verb = "published" if self.previous is None else "rebuilt"
-        text = f"{kind} table for {where} {verb}: {before}→{self.ready_endpoints} endpoints"
+        prev = self.previous
+        before = 0 if prev is None else sum(1 for e in prev.endpoints if e.ready)
+        if prev is None:
+            verb = "published"
+        elif prev.policy != policy:
+            verb = f"switched from {_kind(prev.policy)}"
+        else:
+            verb = "rebuilt"
+        text = (
+            f"{_kind(policy)} table for {where} {verb}: {before}→{self.ready_endpoints} endpoints"
+        )
         if self.moved is not None:
             text += f", {self.moved * 100:.1f}% of keys moved"
         return text
+
+
+def _kind(policy: t.Policy) -> str:
+    return policy.algorithm if policy.type == "consistentHash" else (policy.simple or "").lower()
 
 
 @dataclass(frozen=True)
