@@ -66,7 +66,12 @@ def load_credentials() -> ApiCredentials:
     def token() -> str | None:
         if cfg.refresh_api_key_hook is not None:
             cfg.refresh_api_key_hook(cfg)  # in-cluster: re-reads the rotated token file
-        return cfg.get_api_key_with_prefix("authorization")
+        # kubernetes>=3x stores the bearer token under "BearerToken"; older ones "authorization".
+        for name in ("BearerToken", "authorization"):
+            value = cfg.get_api_key_with_prefix(name)
+            if value:
+                return value if " " in value else f"Bearer {value}"
+        return None
 
     return ApiCredentials(host=cfg.host.rstrip("/"), ssl_context=ctx, token=token)
 
