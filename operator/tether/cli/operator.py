@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="mesh root namespace whose rules apply to every namespace",
     )
     p.add_argument(
+        "--quiet-namespace",
+        action="append",
+        default=[n for n in env("TETHER_QUIET_NAMESPACES", "").split(",") if n],
+        help="namespace whose Services get a table only through a DestinationRule "
+        "(repeatable; kube-system, kube-public, kube-node-lease and the tables namespace "
+        "always are)",
+    )
+    p.add_argument(
         "--coalesce-ms",
         type=float,
         default=float(env("TETHER_COALESCE_MS", "100")),
@@ -134,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         domain=args.cluster_domain,
         root_namespace=args.root_namespace or None,
         dr_version=args.dr_version,
+        quiet_namespaces=tuple(args.quiet_namespace),
     )
     controller = Controller(
         config, TableStore(config.tables_namespace), RuleStatus(config.dr_version)

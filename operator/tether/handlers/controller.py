@@ -25,7 +25,14 @@ from tether.models.cluster import ServiceInfo, SliceInfo
 from tether.models.validation import ValidationResult, check
 from tether.reconcile import status as rstatus
 from tether.reconcile.hosts import resolve_host
-from tether.reconcile.plan import PlanSettings, Rule, ServicePlan, TableOutcome, plan_service
+from tether.reconcile.plan import (
+    SYSTEM_NAMESPACES,
+    PlanSettings,
+    Rule,
+    ServicePlan,
+    TableOutcome,
+    plan_service,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,7 @@ class Config:
     domain: str = "cluster.local"
     root_namespace: str | None = "istio-system"
     dr_version: str = "v1"
+    quiet_namespaces: tuple[str, ...] = ()  # extra namespaces without round-robin tables
 
 
 @dataclass
@@ -152,7 +160,11 @@ class Controller:
         if not self.loaded:
             now = time.monotonic()
             batch = {**dict.fromkeys(await self._load_published(), now), **batch}
-        settings = PlanSettings(self.config.domain, self.config.root_namespace)
+        settings = PlanSettings(
+            self.config.domain,
+            self.config.root_namespace,
+            SYSTEM_NAMESPACES | {self.config.tables_namespace, *self.config.quiet_namespaces},
+        )
         entries = self._entries()
         rules = [e.rule for e in entries if e.rule is not None]
         touched: set[str] = set()

@@ -5,7 +5,8 @@ operator can call it on every event and write only what changed. Rules:
 
 - The rules that apply are chosen and merged as Istio does (``reconcile.hosts``/``merge``).
 - One table per TCP Service port, plus one per port and subset of the merged rule.
-- A Service without a rule is published with round robin when ``is_published`` says so.
+- A Service without a rule is published with round robin when ``is_published`` says so and
+  its namespace is not one of ``quiet_namespaces`` (system namespaces and tether's own).
 - An invalid rule never changes a table: if it was the source of published tables, those keep
   their policy (that of the last valid generation) and only follow endpoint changes; otherwise
   it is left out, exactly as if Istio's webhook had refused it.
@@ -30,10 +31,16 @@ from tether.reconcile.policy import effective_load_balancer, resolve_policy, to_
 ROUND_ROBIN = t.Policy(type="simple", simple="ROUND_ROBIN")
 
 
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     domain: str = "cluster.local"
     root_namespace: str | None = "istio-system"
+    # Services here get a table only through a DestinationRule, never the round-robin default
+    # (system services, and tether's own namespace: the gateway must not route to itself).
+    quiet_namespaces: frozenset[str] = SYSTEM_NAMESPACES
 
 
 @dataclass(frozen=True)
@@ -256,7 +263,7 @@ def plan_service(
         docs = _frozen(svc, slices, pod_labels, previous, settings)
     else:
         merged = merge_rules([r.rule for r in valid])
-        if merged is None and not is_published(svc):
+        if merged is None and (svc.namespace in settings.quiet_namespaces or not is_published(svc)):
             docs = {}
         else:
             docs = _from_merged(svc, slices, pod_labels, merged, settings)

@@ -151,3 +151,24 @@ def test_thousand_endpoints_maglev_fits_a_configmap():
     out = _only(plan_service(svc, [slice_(many, name=svc.name, ns=svc.namespace)], {}, [r], {}))
     assert out.doc.table.size == 65537 and out.doc.table.data is not None
     assert len(out.text.encode()) < 1024 * 1024
+
+
+def test_system_and_tether_namespaces_get_tables_only_through_a_rule():
+    from tether.reconcile.plan import PlanSettings
+
+    settings = PlanSettings(quiet_namespaces=frozenset({"kube-system", "tether-system"}))
+    gw = service(name="tether-gateway", ns="tether-system", ports=(("http", 80),))
+    eps = [slice_(pods(1), name="tether-gateway", ns="tether-system")]
+    assert plan_service(gw, eps, {}, [], {}, settings).tables == {}
+    r = rule(
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "DestinationRule",
+            "metadata": {"name": "gw", "namespace": "tether-system"},
+            "spec": {
+                "host": "tether-gateway",
+                "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN"}},
+            },
+        }
+    )
+    assert len(plan_service(gw, eps, {}, [r], {}, settings).tables) == 1

@@ -1,0 +1,265 @@
+"""`tether demo` (`make demo`): the seed walkthrough, end to end, on tether's lab.
+
+1. start the lab; deploy httpbin ×3, the operator and the gateway exactly from deploy/;
+2. 30 requests to /status/418 without a DestinationRule: spread over the 3 pods;
+3. apply the seed DestinationRule verbatim; a browser-like client sends /status/333 keeping its
+   cookie: every request reaches one pod, and the ``sticky-session-key`` Set-Cookie is shown;
+4. 1,000 client sessions, then ``kubectl scale --replicas 5``: which sessions moved, per pod,
+   and the moved fraction against Envoy's table (the DestinationRule status) and 1/(n+1);
+5. clean up. Exit code 0 only if every step behaved as described.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = ROOT / "deploy" / "examples"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `demo` subcommand."""
+    p = sub.add_parser("demo", help="run the seed walkthrough end to end on the lab")
+    p.add_argument("--name", default="demo", help="lab name (default %(default)s)")
+    p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    p.add_argument("--sessions", type=int, default=1000, help="client sessions for step 4")
+    p.set_defaults(func=run)
+
+
+class Demo:
+    def __init__(self, lab, console, sessions: int) -> None:
+        self.lab, self.console, self.sessions = lab, console, sessions
+        self.failures: list[str] = []
+
+    def check(self, ok: bool, what: str) -> bool:
+        mark = "[green]✔[/green]" if ok else "[red]✘[/red]"
+        self.console.print(f"  {mark} {what}")
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    def step(self, title: str) -> None:
+        self.console.rule(f"[bold]{title}")
+
+    def wait(self, predicate, timeout: float, what: str):
+        from tether.lab.testing import wait_until
+
+        with self.console.status(f"waiting for {what}"):
+            return wait_until(predicate, timeout=timeout, interval=0.2, what=what)
+
+    # -- steps --------------------------------------------------------------------------
+
+    def deploy(self) -> tuple[str, int]:
+        lab = self.lab
+        self.step("Deploy httpbin ×3, the operator and the gateway from deploy/")
+        for cmd in (
+            ("apply", "-f", str(ROOT / "crds" / "destinationrule.yaml")),
+            (
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/destinationrules.networking.istio.io",
+            ),
+            ("apply", "-k", str(ROOT / "deploy")),
+            ("apply", "-n", "default", "-f", str(EXAMPLES / "httpbin.yaml")),
+        ):
+            self.console.print(f"  $ kubectl {' '.join(cmd)}", style="dim")
+            lab.kubectl(*cmd)
+        self.wait(lambda: self._ready("default", "app=httpbin") == 3, 120, "3 httpbin pods Ready")
+        self.wait(
+            lambda: self._ready("tether-system", "app.kubernetes.io/name=tether-operator"),
+            120,
+            "the operator",
+        )
+        self.wait(
+            lambda: self._ready("tether-system", "app.kubernetes.io/name=tether-gateway"),
+            120,
+            "the gateway (Ready after its first table load)",
+        )
+        pod = lab.kubectl_json(
+            "pods", "-n", "tether-system", "-l", "app.kubernetes.io/name=tether-gateway"
+        )["items"][0]
+        gw = pod["status"]["podIP"]
+        self.console.print(f"  gateway at http://{gw}:8080 (pod {pod['metadata']['name']})")
+        return gw, 8080
+
+    def _ready(self, ns: str, selector: str) -> int:
+        pods = self.lab.kubectl_json("pods", "-n", ns, "-l", selector)["items"]
+        return sum(
+            1
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions", [])
+            )
+        )
+
+    def spread(self, gw: tuple[str, int]) -> None:
+        from tether.cli.demo_http import request
+
+        self.step("Without a DestinationRule: 30 × GET /status/418")
+        self.wait(
+            lambda: len({request(*gw, "/get").pod for _ in range(6)}) == 3,
+            60,
+            "the gateway to route to all 3 pods",
+        )
+        replies = [request(*gw, "/status/418") for _ in range(30)]
+        counts = Counter(r.pod for r in replies)
+        self._table(("pod", "requests"), counts.most_common())
+        self.check(all(r.status == 418 for r in replies), "every reply is 418 I'm a teapot")
+        self.check(len(counts) == 3, f"spread over all 3 pods ({dict(counts)})")
+        self.check(not any(r.set_cookies for r in replies), "no cookie without a rule")
+
+    def sticky(self, gw: tuple[str, int]) -> None:
+        from tether.cli.demo_http import Browser, request
+
+        self.step("Apply the seed DestinationRule verbatim")
+        self.console.print((EXAMPLES / "seed-destinationrule.yaml").read_text(), style="cyan")
+        self.lab.kubectl("apply", "-f", str(EXAMPLES / "seed-destinationrule.yaml"))
+        self.wait(
+            lambda: request(*gw, "/get").set_cookies,
+            60,
+            "the gateway to load the consistent-hash table",
+        )
+        self.step("A browser: 20 × GET /status/333, keeping its cookie")
+        browser = Browser(*gw)
+        replies = [browser.get("/status/333") for _ in range(20)]
+        browser.close()
+        counts = Counter(r.pod for r in replies)
+        self.console.print(f"  Set-Cookie: {browser.first_set_cookie}")
+        self._table(("pod", "requests"), counts.most_common())
+        sc = browser.first_set_cookie or ""
+        value = sc.split(";")[0].partition("=")[2]
+        self.check(
+            sc.startswith('sticky-session-key="') and len(value) == 18,
+            'Set-Cookie is sticky-session-key="<16 hex digits>"',
+        )
+        self.check(
+            sc.endswith("; HttpOnly") and "Max-Age" not in sc,
+            "ttl 0s: a session cookie (no Max-Age), HttpOnly, as Envoy sets it",
+        )
+        self.check(
+            len(counts) == 1 and all(r.status == 333 for r in replies),
+            f"all 20 requests reached one pod ({next(iter(counts))})",
+        )
+        self.check(
+            sum(bool(r.set_cookies) for r in replies) == 1,
+            "the cookie is set once, on the first reply only",
+        )
+
+    def rescale(self, gw: tuple[str, int]) -> None:
+        from tether.cli.demo_http import route_sessions
+
+        n = self.sessions
+        self.step(f"{n} client sessions, then kubectl scale deployment httpbin --replicas 5")
+        cookies = [f'sticky-session-key="{secrets.token_hex(8)}"' for _ in range(n)]
+        before = route_sessions(*gw, cookies)
+        self.lab.kubectl("scale", "deployment/httpbin", "--replicas=5", "-n", "default")
+        self.wait(lambda: self._ready("default", "app=httpbin") == 5, 120, "5 httpbin pods Ready")
+        self.wait(
+            lambda: len(set(route_sessions(*gw, cookies[:200]))) == 5,
+            60,
+            "the gateway to load the 5-pod table",
+        )
+        after = route_sessions(*gw, cookies)
+        moved = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+        pods = sorted(set(before) | set(after))
+        rows = [
+            (
+                p,
+                before.count(p),
+                after.count(p),
+                sum(1 for a, _ in moved if a == p),
+                sum(1 for _, b in moved if b == p),
+            )
+            for p in pods
+        ]
+        self._table(("pod", "before", "after", "moved away", "moved in"), rows)
+        frac = len(moved) / n
+        status = self.lab.kubectl_json("dr", "httpbin", "-n", "default").get("status", {})
+        expected = status.get("keysMoved")
+        optimum = 2 / 5
+        self.console.print(
+            f"  moved: {len(moved)}/{n} = {frac:.1%}   Envoy table (status.keysMoved): "
+            f"{expected if expected is None else f'{expected:.1%}'}   "
+            f"optimum for 3→5 (2/5): {optimum:.1%}   ratio to optimum: {frac / optimum:.2f}"
+        )
+        self.check(
+            expected is not None and abs(frac - expected) <= 0.2 * expected,
+            "moved fraction within 1.2× of the ring's own key-space figure",
+        )
+        self.check(
+            all(b in pods for _, b in moved) and len(set(after)) == 5,
+            "sessions spread over all 5 pods",
+        )
+
+    def _table(self, columns: tuple[str, ...], rows) -> None:
+        from rich.table import Table
+
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(str(c) for c in row))
+        self.console.print(table)
+
+    def clean(self) -> None:
+        self.step("Clean up")
+        self.lab.kubectl(
+            "delete",
+            "destinationrule",
+            "httpbin",
+            "-n",
+            "default",
+            "--ignore-not-found",
+            check=False,
+        )
+        self.lab.kubectl(
+            "delete",
+            "-n",
+            "default",
+            "-f",
+            str(EXAMPLES / "httpbin.yaml"),
+            "--ignore-not-found",
+            check=False,
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every step; 0 only if each check passed."""
+    from rich.console import Console
+
+    from tether.lab import Lab
+
+    console = Console()
+    lab = Lab(args.name)
+    started = time.monotonic()
+    console.rule("[bold]tether demo: sticky sessions without a mesh")
+    reused = lab.is_up()
+    if not reused:
+        lab.up(progress=lambda msg: console.print(f"  [lab] {msg}", style="dim"))
+    try:
+        lab.enter()  # this process now sends its requests from inside the lab
+        demo = Demo(lab, console, args.sessions)
+        gw = demo.deploy()
+        demo.spread(gw)
+        demo.sticky(gw)
+        demo.rescale(gw)
+        demo.clean()
+    except Exception as exc:  # a failed step ends the demo with its reason
+        console.print(f"[red]demo failed: {exc}")
+        return 1
+    finally:
+        if not (args.keep or reused):
+            lab.down()
+    took = time.monotonic() - started
+    if demo.failures:
+        console.print(f"[red]{len(demo.failures)} check(s) failed in {took:.0f} s:")
+        for f in demo.failures:
+            console.print(f"  - {f}")
+        return 1
+    console.print(f"[green]every step behaved ({took:.0f} s)")
+    return 0
