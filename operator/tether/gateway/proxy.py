@@ -64,7 +64,7 @@ class Exchange:
 
     # Class-level defaults: a new exchange only stores what differs (cheaper than 40 slots).
     host = xff = xfp = conn_drop = None
-    chunked = head_done = body_done = http10 = is_head = False
+    chunked = head_done = body_done = http10 = is_head = saw_connection = False
     keep_alive = True
     method = b""
     route = target = upstream = head = tried = None
@@ -113,6 +113,7 @@ class ClientProtocol(asyncio.Protocol):
         "gw",
         "head_pending",
         "ignore",
+        "max_head",
         "parser",
         "peer",
         "peer_ip",
@@ -135,6 +136,7 @@ class ClientProtocol(asyncio.Protocol):
         self.ignore = False
         self.read_paused = False
         self.head_pending = 0
+        self.max_head = gw.config.max_header_bytes
         self._cookie: str | None = None
         self.peer = ("", 0)
         self.peer_ip = ""
@@ -216,7 +218,7 @@ class ClientProtocol(asyncio.Protocol):
                 self._reject(431, "request head too large")
                 return
             if self.head_pending == len(data):
-                self.deadline = self.gw.now() + self.gw.config.header_timeout
+                self.deadline = self.gw.clock + self.gw.config.header_timeout
         ex = self.active
         if ex is not None and ex.pending:
             up = ex.upstream
@@ -242,7 +244,7 @@ class ClientProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.cur
         ex.head_size += len(name) + len(value) + 4
-        if ex.head_size > self.gw.config.max_header_bytes:
+        if ex.head_size > self.max_head:
             raise _Reject(431, "request head too large")
         lname = name.lower()
         kind = _CLASS_GET(lname)
@@ -259,6 +261,7 @@ class ClientProtocol(asyncio.Protocol):
         elif kind == H_XFP:
             ex.xfp = value
         elif kind == H_CONNECTION:
+            ex.saw_connection = True
             drop = [t for t in connection_tokens(value) if t not in (b"close", b"keep-alive")]
             if drop:
                 ex.conn_drop = set(drop) | (ex.conn_drop or set())
@@ -273,8 +276,9 @@ class ClientProtocol(asyncio.Protocol):
         ex.head_done = True
         self.head_pending = 0
         ex.method = method = parser.get_method()
-        ex.keep_alive = parser.should_keep_alive()
-        ex.http10 = parser.get_http_version() == "1.0"
+        ex.keep_alive = keep = parser.should_keep_alive()
+        if not keep or ex.saw_connection:  # 1.1 without a Connection header is always keep-alive
+            ex.http10 = parser.get_http_version() == "1.0"  # (costly: string formatting)
         ex.is_head = method == b"HEAD"
         ex.t0 = perf_counter()
         if method == b"CONNECT":
@@ -517,7 +521,7 @@ class ClientProtocol(asyncio.Protocol):
             self.active = nxt
             self._dispatch(nxt)
         else:
-            self.deadline = gw.now() + gw.config.idle_timeout
+            self.deadline = gw.clock + gw.config.idle_timeout
 
 
 def _absolute_form(ex: Exchange) -> None:

@@ -164,7 +164,7 @@ class Route:
                         i = chooser.choose(h, a)
                     if i is None:
                         return None
-                    if not _skip(self.targets[i], i, tried, ejected):
+                    if not (tried or ejected) or not _skip(self.targets[i], i, tried, ejected):
                         request.attempt = a
                         return i
                 return None

@@ -121,13 +121,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.done = False
         self.hbuf = b""
         self.hpos = 0
-        self.deadline = self.gw.now() + self.gw.config.upstream_timeout
+        self.deadline = self.gw.clock + self.gw.config.upstream_timeout
         ex.t_up = perf_counter()
         pending = ex.pending
         if pending:
             self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
             ex.pending = []
             ex.pending_size = 0
+            client = ex.client
+            if client.read_paused and not client.closed:  # paused while we were connecting
+                client.read_paused = False
+                client.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         ex = self.ex
@@ -155,7 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self.hbuf = self.hbuf[self.hpos :]
                 self.hpos = 0
         else:
-            self.deadline = self.gw.now() + self.gw.config.upstream_timeout
+            self.deadline = self.gw.clock + self.gw.config.upstream_timeout
 
     def _broken(self, ex: Exchange, why: str) -> None:
         self.ex = None
@@ -272,7 +276,7 @@ class Pools:
 
     def release(self, conn: UpstreamConnection) -> None:
         """Park a connection whose last response completed cleanly."""
-        conn.deadline = self.gw.now() + self.gw.config.upstream_idle_timeout
+        conn.deadline = self.gw.clock + self.gw.config.upstream_idle_timeout
         conn.reused = True
         stack = self.idle.get(conn.target.authority)
         if stack is None:

@@ -227,9 +227,23 @@ def test_slow_client_gets_408_and_big_body_413(h):
 
 
 def test_large_response_streams_to_a_slow_reader(h):
-    gw, (b,) = _simple(h)
+    gw, (_b,) = _simple(h)
     big = b"z" * 3_000_000
     status, _, body, c = get(gw.port, "/echo", method="POST", body=big)
     assert status == 200 and body == big
     status, _, body, _ = get(gw.port, "/get", conn=c)  # the pooled connection still works
     assert status == 200 and backend_of(body) == "b0"
+
+
+def test_http10_client_gets_unchunked_body_and_close(h):
+    gw, _ = _simple(h)
+    out = raw_request(gw.port, b"GET /chunked HTTP/1.0\r\nHost: a\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower() and b"connection: close" in head.lower()
+    assert backend_of(body) == "b0"  # raw JSON, no chunk framing
+    out = raw_request(
+        gw.port,
+        b"GET /get HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"
+        b"GET /get HTTP/1.0\r\nHost: a\r\n\r\n",
+    )
+    assert out.count(b"HTTP/1.1 200") == 2 and b"connection: keep-alive" in out.lower()
