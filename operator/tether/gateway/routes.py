@@ -73,6 +73,7 @@ class Route:
         "active",
         "chooser",
         "doc",
+        "hkey",
         "is_cookie",
         "is_ketama",
         "key",
@@ -95,6 +96,7 @@ class Route:
         self.rr = 0
         self.chooser = None
         self.keys: tuple = ()
+        self.hkey = None  # the single hash key Istio emits (keys[0]), None = random pick
         self.is_cookie = False
         self.is_ketama = False
         policy = doc.policy
@@ -111,6 +113,7 @@ class Route:
             if policy.hash_key is not None:
                 self.keys = (key_from_model(policy.hash_key),)
                 self.is_cookie = isinstance(self.keys[0], CookieKey)
+                self.hkey = self.keys[0]
                 self.kind = policy.hash_key.kind
             else:
                 self.kind = "random"
@@ -140,8 +143,16 @@ class Route:
             return None
         if mode == "hash" or mode == "bounded":
             if attempt == 0:
-                request.hash = self._hash(request)
-            h = request.hash
+                key = self.hkey
+                if key is None:
+                    h = None
+                elif self.is_ketama:
+                    h = self._hash(request)
+                else:
+                    h = key.evaluate(request, request.add_cookie if self.is_cookie else None)
+                request.hash = h
+            else:
+                h = request.hash
             if h is None:
                 if request.rand is None:
                     request.rand = _getrandbits(64)

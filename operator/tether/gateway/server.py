@@ -16,12 +16,13 @@ import gc
 import ipaddress
 import logging
 import signal
+from bisect import bisect_left
 from time import perf_counter
 
 from .accesslog import AccessLog
 from .admin import start_admin
 from .config import GatewayConfig
-from .metrics import GatewayMetrics
+from .metrics import BUCKETS, GatewayMetrics, Histogram
 from .proxy import ClientProtocol
 from .routes import Router
 from .tables.store import TableStore
@@ -129,8 +130,13 @@ class Gateway:
         metrics = self.metrics
         metrics.requests[(rkey, upstream, ex.status)] += 1
         end = perf_counter()
-        if upstream and ex.t_up:
-            metrics.observe(rkey, end - ex.t_up)
+        if upstream and ex.t_up:  # GatewayMetrics.observe, inlined
+            seconds = end - ex.t_up
+            hist = metrics.latency.get(rkey)
+            if hist is None:
+                hist = metrics.latency[rkey] = Histogram()
+            hist.counts[bisect_left(BUCKETS, seconds)] += 1
+            hist.sum += seconds
         if self.accesslog.enabled:
             self.accesslog.log(
                 ex.method,
