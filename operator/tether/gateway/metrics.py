@@ -20,7 +20,6 @@ Names:
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections import defaultdict
 
 from prometheus_client.core import (
@@ -58,14 +57,6 @@ class GatewayMetrics(Collector):
         self.ready = False
         self.active_requests = 0
         self.connections = lambda: {}  # set by the gateway: state -> count
-
-    def observe(self, route: str, seconds: float) -> None:
-        """Record one upstream exchange duration for ``route``."""
-        hist = self.latency.get(route)
-        if hist is None:
-            hist = self.latency[route] = Histogram()
-        hist.counts[bisect_left(BUCKETS, seconds)] += 1
-        hist.sum += seconds
 
     def table_swapped(self, n_tables: int) -> None:
         """A new routing table set is live."""

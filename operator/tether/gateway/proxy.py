@@ -365,7 +365,7 @@ class ClientProtocol(asyncio.Protocol):
             ex.head = self._build_head(ex)
             ex.pending.insert(0, ex.head)
         stack = self.gw.pools.idle.get(target.authority)
-        while stack:  # Pools.acquire, inlined: the warmest idle connection that is still open
+        while stack:  # the warmest idle connection that is still open (LIFO)
             conn = stack.pop()
             tr = conn.transport
             if tr is not None and not tr.is_closing():

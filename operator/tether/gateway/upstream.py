@@ -263,17 +263,6 @@ class Pools:
         self.gw = gw
         self.idle: dict[str, list[UpstreamConnection]] = {}
 
-    def acquire(self, target) -> UpstreamConnection | None:
-        """An idle, open connection to ``target``, or None."""
-        stack = self.idle.get(target.authority)
-        while stack:
-            conn = stack.pop()
-            tr = conn.transport
-            if tr is not None and not tr.is_closing():
-                conn.reused = True
-                return conn
-        return None
-
     def release(self, conn: UpstreamConnection) -> None:
         """Park a connection whose last response completed cleanly."""
         conn.deadline = self.gw.clock + self.gw.config.upstream_idle_timeout
