@@ -34,8 +34,12 @@ from tether.models.table import (
 
 
 def ready_endpoints(doc: TableDocument) -> tuple[list[int], list[Endpoint]]:
-    """(document indices, endpoints) of the endpoints that take traffic, in document order."""
-    idx = [i for i, ep in enumerate(doc.endpoints) if ep.ready and not ep.terminating]
+    """(document indices, endpoints) of the endpoints that take traffic, in document order.
+
+    Exactly the operator's rule (``reconcile.tables``): ``ready`` endpoints; a terminating
+    endpoint is never ready in an EndpointSlice.
+    """
+    idx = [i for i, ep in enumerate(doc.endpoints) if ep.ready]  # as the operator hashes them
     return idx, [doc.endpoints[i] for i in idx]
 
 
@@ -79,8 +83,13 @@ def build_chooser(doc: TableDocument):
         return None, hosts
     n = len(doc.endpoints)
     to_compact = {d: c for c, d in enumerate(ready_idx)}
-    if policy.algorithm == "ketama":
-        return Ketama.build(hosts), hosts
+    if policy.algorithm == "ketama":  # always rebuilt (uhashring); the shipped ring proves it
+        ketama = Ketama.build(hosts)
+        if table is not None:
+            points, idx = ketama.points()
+            if raw_digest_ring(points, [ready_idx[i] for i in idx], n) != table.digest:
+                raise TableDocumentError("rebuilt ketama continuum differs from the document's")
+        return ketama, hosts
     if table is None or table.data is None:
         return _rebuild(doc, hosts, ready_idx), hosts
     if policy.algorithm == "maglev":

@@ -151,3 +151,56 @@ def test_configmap_list_watch_and_relist_after_410():
     ips = [s.by_key["default/httpbin:8000"].targets[0].host for s in swaps]
     assert ips[:3] == ["10.0.0.1", "10.0.0.5", "10.0.0.9"]
     assert loaded == [1] and state["lists"] == 2
+
+
+def test_operator_built_documents_route_like_the_hashing_layer():
+    """Documents from the operator's table builder (shipped or not, one endpoint not ready)."""
+    import pytest
+
+    from tether.hashing import Host, Ketama, Maglev, RingHash, xxh64
+    from tether.models import table as t
+    from tether.reconcile.tables import build
+
+    eps = tuple(
+        t.Endpoint(
+            address=f"10.0.0.{i}",
+            port=80,
+            ready=i != 2,
+            terminating=i == 2,
+            serving=i != 2,
+            hashKey=f"10.0.0.{i}:80",
+        )
+        for i in range(5)
+    )
+    ready_hosts = [Host(e.hash_key) for e in eps if e.ready]
+    expect = {
+        "maglev": Maglev.build(ready_hosts),
+        "ring-hash": RingHash.build(ready_hosts),
+        "ketama": Ketama.build(ready_hosts),
+    }
+    svc = t.Service(namespace="d", name="s", host="s.d.svc.cluster.local", port=80)
+    for alg, chooser in expect.items():
+        for ship in (True, False):
+            policy = t.Policy(
+                type="consistentHash", algorithm=alg, hashKey=t.HashKey(kind="header", name="x")
+            )
+            doc = t.TableDocument(
+                schemaVersion=1, service=svc, policy=policy, endpoints=eps,
+                table=build(policy, eps, ship=ship),
+            ).sealed()  # fmt: skip
+            route = build_route(t.loads(doc.dumps()))
+            assert [x.host for x in route.targets] == [
+                "10.0.0.0",
+                "10.0.0.1",
+                "10.0.0.3",
+                "10.0.0.4",
+            ]
+            for key in ("a", "b", "c", "d", "e"):
+                if alg == "ketama":
+                    got, want = route.chooser.choose_key(key), chooser.choose_key(key)
+                else:
+                    got, want = route.chooser.choose(xxh64(key)), chooser.choose(xxh64(key))
+                assert got == want, (alg, ship, key)
+    with pytest.raises(t.TableDocumentError):
+        bad = doc.model_copy(update={"table": doc.table.model_copy(update={"digest": "0" * 64})})
+        build_route(t.loads(bad.sealed().dumps()))
