@@ -216,7 +216,8 @@ def report(results: dict[str, list[dict]], args) -> None:
     base_cpu = statistics.mean(r["cpu_us"] for r in base) if base else None
     print(
         f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s, cookie sid=random(1..100000); "
-        f"proxy on CPU 1, wrk + backends on CPU 0"
+        f"proxy on CPU 1, wrk + backends on CPU 0; load average now "
+        f"{os.getloadavg()[0]:.2f} (other work on the machine adds noise)"
     )
     hdr = f"{'proxy':9s} {'run':>3s} {'rps':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU µs/req':>10s}"
     print(hdr + f" {'rps/nginx':>9s} {'p99/nginx':>9s} {'cpu/nginx':>9s}  errors")
