@@ -98,8 +98,9 @@ def _ms(text: str) -> float:
 
 
 def wrk(port: int, duration: float, connections: int) -> dict:
+    seconds = max(1, round(duration))
     cmd = [
-        "taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",
+        "taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
         "-s", str(ASSETS / "cookie.lua"), f"http://127.0.0.1:{port}/",
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
