@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tether.hashing import auto_table_size
 from tether.models.destinationrule import (
     ConsistentHashLB,
     DestinationRule,
     LoadBalancerSettings,
 )
-from tether.models.primes import next_prime, previous_prime
 from tether.models.table import CookieAttribute, HashKey, Policy
 from tether.models.tether_annotations import parse_tether_annotations
 from tether.reconcile.hosts import (
@@ -145,8 +145,13 @@ def to_policy(lb: EffectiveLoadBalancer, annotations: Mapping[str, str] | None =
 
 
 def auto_maglev_table_size(n_endpoints: int) -> int:
-    """Smallest prime >= 100 x endpoints (at least 101), capped below Istio's 5000011 limit."""
-    return min(next_prime(100 * max(n_endpoints, 1)), previous_prime(MAGLEV_TABLE_LIMIT - 1))
+    """The first ladder prime >= 100 x endpoints (65537, then primes near 65537·2^k, 5000011).
+
+    Not simply the smallest prime >= 100·N: a table size that follows N changes on every scale
+    event and then remaps nearly every key (measured: 75-99.8 % per step, `make bench`). The
+    ladder keeps 65537 up to 655 endpoints and moves only when N crosses a step.
+    """
+    return auto_table_size(max(n_endpoints, 1), ladder=True)
 
 
 def resolve_policy(policy: Policy, n_endpoints: int) -> Policy:

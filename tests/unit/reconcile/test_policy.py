@@ -215,8 +215,8 @@ def test_balance_factor_and_ketama_and_auto_size() -> None:
     assert (ketama.algorithm, ketama.min_ring_size, ketama.table_size) == ("ketama", None, None)
     auto = policy_for(load("tether-annotations.yaml"), 80)
     assert auto.table_size is None and auto.hash_balance_factor == 150
-    assert resolve_policy(auto, 3).table_size == 307
-    assert resolve_policy(auto, 1000).table_size == 100003
+    assert resolve_policy(auto, 3).table_size == 65537
+    assert resolve_policy(auto, 1000).table_size == auto_maglev_table_size(1000) > 100_000
 
 
 def test_balance_factor_ignored_for_simple_policies() -> None:
@@ -233,11 +233,21 @@ def test_to_policy_refuses_bad_annotations() -> None:
         to_policy(eff, {"tether.dev/hash-balance-factor": "99"})
 
 
-@pytest.mark.parametrize(
-    ("n", "size"), [(0, 101), (1, 101), (3, 307), (10, 1009), (100, 10007), (50_000, 4999999)]
-)
-def test_auto_maglev_table_size_is_the_next_prime_within_istios_limit(n: int, size: int) -> None:
-    assert auto_maglev_table_size(n) == size
+def _prime(n: int) -> bool:
+    return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 100, 655])
+def test_auto_maglev_table_size_stays_at_envoys_default_up_to_655_endpoints(n: int) -> None:
+    assert auto_maglev_table_size(n) == 65537  # scale events below a step never resize
+
+
+def test_auto_maglev_table_size_climbs_a_fixed_ladder() -> None:
+    step = auto_maglev_table_size(1000)
+    assert _prime(step) and step >= 100_000 and step >= 2 * 65537
+    assert auto_maglev_table_size(1200) == step  # same step, same table size
+    assert all(not _prime(c) for c in range(2 * 65537, step))  # the first prime of that step
+    assert auto_maglev_table_size(50_000) == 5000011  # Envoy's maximum table size
 
 
 def test_resolve_policy_leaves_fixed_sizes_alone() -> None:

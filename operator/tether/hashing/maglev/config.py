@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tether.models.primes import next_prime
+
 DEFAULT_TABLE_SIZE = 65537
 MAX_TABLE_SIZE = 5_000_011
 NOT_PRIME_MESSAGE = "The table size of maglev must be prime number"
@@ -31,14 +33,6 @@ def is_prime(n: int) -> bool:
             return False
         i += 2
     return True
-
-
-def next_prime(n: int) -> int:
-    """Smallest prime ≥ n."""
-    n = max(n, 2)
-    while not is_prime(n):
-        n += 1
-    return n
 
 
 # The smallest primes at or above 65537·2^k (k = 0..6), then Envoy's maximum.
