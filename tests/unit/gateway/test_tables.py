@@ -204,3 +204,46 @@ def test_operator_built_documents_route_like_the_hashing_layer():
     with pytest.raises(t.TableDocumentError):
         bad = doc.model_copy(update={"table": doc.table.model_copy(update={"digest": "0" * 64})})
         build_route(t.loads(bad.sealed().dumps()))
+
+
+def test_configmap_watcher_retries_after_api_errors():
+    """HTTP 500 on the first list: the watcher backs off, relists, and only then is loaded."""
+    doc = _doc()
+    calls = {"list": 0}
+
+    async def configmaps(request: web.Request):
+        if request.query.get("watch") == "1":
+            await asyncio.sleep(0.1)
+            return web.StreamResponse()
+        calls["list"] += 1
+        if calls["list"] == 1:
+            return web.Response(status=500, text="etcd unavailable")
+        body = {"metadata": {"resourceVersion": "5"}, "items": [_cm("tt-a", doc, "5")]}
+        return web.json_response(body)
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_get("/api/v1/namespaces/ns/configmaps", configmaps)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        loaded, swaps = [], []
+        store = TableStore(swaps.append, lambda *_: None)
+        creds = ApiCredentials(host=f"http://127.0.0.1:{port}")
+        watcher = ConfigMapWatcher(creds, "ns", store, lambda: loaded.append(calls["list"]))
+        task = asyncio.create_task(watcher.run())
+        try:
+            for _ in range(300):
+                if loaded:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await runner.cleanup()
+        return loaded, swaps
+
+    loaded, swaps = asyncio.run(scenario())
+    assert loaded == [2]  # ready only after the list that succeeded
+    assert swaps[-1].by_key["default/httpbin:8000"].doc == doc
