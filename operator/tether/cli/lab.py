@@ -42,20 +42,29 @@ def _up(args: argparse.Namespace) -> int:
     from tether.lab import Lab, LabError, build
     from tether.lab.netns import NetnsError
 
-    lab = Lab(args.name, nodes=args.nodes)
+    lab = Lab(args.name, nodes=args.nodes, here=args.here or None)
     try:
         lab.up(timeout=args.timeout, progress=_say)
     except (LabError, NetnsError, build.BuildError) as e:
         _say(f"tether lab up: {e}")
         return 1
     took = lab.meta().get("up_seconds", 0)
+    kubectl = f"env KUBECONFIG={lab.kubeconfig} {lab.bin_dir}/kubectl get pods -A"
+    if lab.here:
+        where = "this shell's network namespace (rootless: use the lab from this shell only)"
+        direct = kubectl
+    else:
+        where, direct = (
+            f"network namespace {lab.netns}",
+            f"sudo ip netns exec {lab.netns} {kubectl}",
+        )
     print(
         f"""lab {lab.name!r} is up ({took:.1f} s): Kubernetes {build.K8S_VERSION}, \
-{lab.nodes} node(s), network namespace {lab.netns}
+{lab.nodes} node(s), {where}
 
   tether lab exec --name {lab.name} -- kubectl get nodes
   tether lab exec --name {lab.name} -- bash          # a shell inside the lab
-  sudo ip netns exec {lab.netns} env KUBECONFIG={lab.kubeconfig} {lab.bin_dir}/kubectl get pods -A
+  {direct}
 
   kubeconfig: {lab.kubeconfig}   (API at https://127.0.0.1:6443 inside the namespace)
   logs:       {lab.paths.logs}/   (pods: {lab.paths.pod_logs}/<ns>_<pod>_<uid>/<container>/<n>.log)
@@ -76,7 +85,8 @@ def _exec(args: argparse.Namespace) -> int:
         _say(f"tether lab exec: lab {lab.name!r} is not up (tether lab up --name {lab.name})")
         return 1
     env = lab.env()
-    netns.setns(netns.path_of(lab.netns))  # this process is single-threaded: all of it moves
+    if not lab.here:
+        netns.setns(netns.path_of(lab.netns))  # single-threaded process: all of it moves
     try:
         os.execvpe(cmd[0], cmd, env)
     except FileNotFoundError:
@@ -96,9 +106,12 @@ def _down(args: argparse.Namespace) -> int:
     from tether.lab import Lab
 
     removed = Lab(args.name).down()
+    if "addresses" in removed:
+        gone = f"{len(removed['addresses'])} address(es) removed from lo"
+    else:
+        gone = f"namespace {removed['netns'] or '(none)'} deleted"
     _say(
-        f"lab {args.name!r} down: {len(removed['processes'])} process(es) stopped, "
-        f"namespace {removed['netns'] or '(none)'} deleted, "
+        f"lab {args.name!r} down: {len(removed['processes'])} process(es) stopped, {gone}, "
         f"state {removed['state_dir'] or '(none)'} removed"
     )
     return 0
@@ -146,6 +159,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up = named("up", _up, "start a lab (returns with its daemons running)")
     up.add_argument("--nodes", type=int, default=1, help="nodes to register (default: 1)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to become ready")
+    up.add_argument(
+        "--here",
+        action="store_true",
+        help="rootless: run in this shell's own network namespace (start it with unshare -Urn)",
+    )
     ex = named("exec", _exec, "run a command inside the lab's namespace with KUBECONFIG set")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     named("status", _status, "show the lab's state as JSON (exit 3 when it is not up)")

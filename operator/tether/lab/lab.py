@@ -2,6 +2,10 @@
 
 The lab's daemons run detached inside the network namespace `tether-lab-<name>`; the object is
 only a handle, so `Lab("x").down()` from another process tears down a lab started elsewhere.
+
+Rootless (`here=True`, `tether lab up --here`): the lab lives in the caller's own network
+namespace instead, which must be private (only `lo`), e.g. a shell started with `unshare -Urn`;
+everything that uses the lab then runs from that shell.
 """
 
 from __future__ import annotations
@@ -40,10 +44,13 @@ def _ancestors() -> set[int]:
 class Lab:
     """A handle on the lab called `name` (state in `LabPaths.of(name)`)."""
 
-    def __init__(self, name: str = layout.DEFAULT_NAME, nodes: int = 1) -> None:
+    def __init__(self, name: str = layout.DEFAULT_NAME, nodes: int = 1, here: bool | None = None):
         self.paths = LabPaths.of(name)
         self.name = name
         self.nodes = nodes
+        if here is None:
+            here = self.meta().get("here", os.environ.get("TETHER_LAB_HERE") == "1")
+        self.here = bool(here)
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -86,12 +93,14 @@ class Lab:
         comps = {
             c: "running" if procs.alive(*pid) else "stopped" for c, pid in self.daemons().items()
         }
-        has_ns = netns.exists(self.netns)
+        has_ns = self._ns_inode() is not None
         up = bool(comps) and has_ns and all(v == "running" for v in comps.values())
         return {
             "name": self.name,
             "up": up,
-            "netns": self.netns if has_ns else None,
+            "netns": ("(this process's own namespace)" if self.here else self.netns)
+            if has_ns
+            else None,
             "state_dir": str(self.paths.root) if self.paths.root.exists() else None,
             "kubeconfig": str(self.kubeconfig) if self.kubeconfig.exists() else None,
             "components": comps,
@@ -115,12 +124,22 @@ class Lab:
             return self
         if self.paths.root.exists() or netns.exists(self.netns):
             self.down()
+        if self.here and not netns.only_loopback():
+            raise LabError(
+                "`here` labs need a private network namespace with only `lo` "
+                "(start a shell with `unshare -Urn` first); this one has other interfaces"
+            )
         bins = build.ensure_binaries(progress)
         started = time.monotonic()
         self._prepare(bins)
         node_ips = [f"{layout.node_ip(i)}/32" for i in range(self.nodes)]
-        netns.create(self.netns, tuple(node_ips))
-        inside = netns.NetnsExecutor(self.netns)
+        if self.here:
+            netns.ip_in_current("link", "set", "lo", "up")
+            for cidr in node_ips:
+                netns.ip_in_current("addr", "replace", cidr, "dev", "lo")
+        else:
+            netns.create(self.netns, tuple(node_ips))
+        inside = self._inside()
         try:
             self._start_all(bins, inside, timeout, say)
         except LabError as e:
@@ -159,6 +178,8 @@ class Lab:
                 "netns": self.netns,
                 "bin_dir": str(bins),
                 "nodes": self.nodes,
+                "here": self.here,
+                "netns_inode": netns.current_inode() if self.here else None,
                 "pids": {},
                 "created": time.time(),
             }
@@ -197,6 +218,43 @@ class Lab:
         checks.wait("kubelet", f"{self.nodes} Ready node(s)", checks.nodes_ready)
         checks.wait("kube-controller-manager", "ServiceAccount default/default", checks.default_sa)
 
+    def _ns_inode(self) -> int | None:
+        """Inode of the lab's namespace; None when it is gone (or, for a `here` lab, when the
+        caller is not inside the namespace the lab was started in)."""
+        if self.here:
+            ino = self.meta().get("netns_inode")
+            return ino if ino is not None and ino == netns.current_inode() else None
+        return netns.inode(self.netns) if netns.exists(self.netns) else None
+
+    def _inside(self):
+        return netns.CurrentExecutor() if self.here else netns.NetnsExecutor(self.netns)
+
+    def _pod_processes(self) -> list[tuple[int, int | None]]:
+        """Processes the kubelet started for pods (from its pid files)."""
+        found = []
+        for pidfile in self.paths.kubelet.glob("pods/*/*.pid"):
+            try:
+                rec = json.loads(pidfile.read_text())
+                found.append((rec["pid"], rec.get("start")))
+            except (OSError, ValueError, KeyError):
+                continue
+        return found
+
+    def _remove_lab_addresses(self) -> list[str]:
+        """Delete node and pod addresses from `lo` (a `here` lab has no namespace to delete)."""
+        import ipaddress
+
+        out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", "lo"],
+                             capture_output=True, text=True, check=False).stdout  # fmt: skip
+        nets = [ipaddress.ip_network(layout.NODE_CIDR), ipaddress.ip_network(layout.POD_CIDR)]
+        removed = []
+        for line in out.splitlines():
+            ip = line.split()[3].split("/")[0]
+            if any(ipaddress.ip_address(ip) in n for n in nets):
+                netns.ip_in_current("addr", "del", f"{ip}/32", "dev", "lo")
+                removed.append(ip)
+        return removed
+
     def _keep_logs(self) -> Path:
         """Copy the logs of a failed start out of the state dir (which `down` removes)."""
         dest = build.cache_root() / "lab-logs" / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -208,7 +266,7 @@ class Lab:
         old = self.daemons().get("kubelet")
         if old:
             procs.stop([old])
-        inside = netns.NetnsExecutor(self.netns)
+        inside = self._inside()
         try:
             self._spawn(inside, "kubelet", components.kubelet(self.paths, self.meta()["nodes"]))
             checks = Checks(self, inside, time.monotonic() + timeout)
@@ -227,7 +285,9 @@ class Lab:
         recorded = list(self.daemons().items())
         mine = _ancestors()
         in_ns: list[tuple[int, int | None]] = []
-        if netns.exists(self.netns):
+        if self.here:
+            in_ns = self._pod_processes()
+        elif netns.exists(self.netns):
             ino = netns.inode(self.netns)
             in_ns = [(pid, procs.start_time(pid)) for pid in netns.pids_in(ino) if pid not in mine]
         # Pods and the kubelet first, then the control plane in reverse start order.
@@ -238,6 +298,8 @@ class Lab:
         for comp in reversed(components.ORDER[:-1]):
             procs.stop([pid for c, pid in recorded if c == comp], grace=5.0)
         removed["processes"] = sorted({pid for pid, _ in first} | daemon_pids)
+        if self.here and self._ns_inode() is not None:
+            removed["addresses"] = self._remove_lab_addresses()
         if netns.exists(self.netns):
             netns.delete(self.netns)
             removed["netns"] = self.netns
@@ -250,8 +312,8 @@ class Lab:
     def run(self, cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
         """Run `cmd` inside the lab's namespace with `env()`; kwargs go to subprocess.run."""
         kwargs.setdefault("env", self.env())
-        if netns.exists(self.netns) and netns.current_inode() == netns.inode(self.netns):
-            return subprocess.run(cmd, **kwargs)  # already inside (after enter())
+        if netns.current_inode() == self._ns_inode():
+            return subprocess.run(cmd, **kwargs)  # already inside (here, or after enter())
         inside = netns.NetnsExecutor(self.netns)
         try:
             return inside.call(subprocess.run, cmd, **kwargs)
@@ -285,7 +347,8 @@ class Lab:
         Invariant: afterwards 127.0.0.1:6443 is this lab's apiserver and pod IPs are reachable
         from this process and every thread or subprocess it starts later.
         """
-        if not netns.exists(self.netns):
+        if self._ns_inode() is None:
             raise LabError(f"lab {self.name!r} is not up (no namespace {self.netns})")
-        netns.setns(netns.path_of(self.netns))
+        if not self.here:
+            netns.setns(netns.path_of(self.netns))
         os.environ.update(self.env())

@@ -32,8 +32,15 @@ DEFAULT_NAME = "dev"
 
 
 def state_root() -> Path:
-    """Return the folder holding all labs' state ($TETHER_LAB_DIR or /run/tether-lab)."""
-    return Path(os.environ.get("TETHER_LAB_DIR") or "/run/tether-lab")
+    """Return the folder holding all labs' state: $TETHER_LAB_DIR, else /run/tether-lab when
+    /run is writable (root), else ~/.cache/tether/labs (rootless)."""
+    env = os.environ.get("TETHER_LAB_DIR")
+    if env:
+        return Path(env)
+    if os.access("/run", os.W_OK):
+        return Path("/run/tether-lab")
+    cache = os.environ.get("TETHER_CACHE_DIR") or Path.home() / ".cache" / "tether"
+    return Path(cache) / "labs"
 
 
 def validate_name(name: str) -> str:

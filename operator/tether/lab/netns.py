@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -130,3 +131,25 @@ class NetnsExecutor:
     def close(self) -> None:
         """Stop the worker thread."""
         self._pool.shutdown(wait=True)
+
+
+def only_loopback() -> bool:
+    """Return True when the calling thread's namespace has no interface but `lo` (a private
+    namespace such as `unshare -Urn` makes; never the host's)."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def ip_in_current(*args: str) -> None:
+    """Run `ip ARGS` in the calling thread's namespace (raise NetnsError on failure)."""
+    _ip(*args)
+
+
+class CurrentExecutor:
+    """NetnsExecutor's interface for a lab that lives in the caller's own namespace."""
+
+    def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Run fn(*args, **kwargs) right here."""
+        return fn(*args, **kwargs)
+
+    def close(self) -> None:
+        """Nothing to stop."""

@@ -79,9 +79,9 @@ async def _ip(*args: str) -> tuple[int, str]:
 
 async def add_address(ip: str) -> None:
     """Put `ip`/32 on `lo` of the current namespace (already present is fine)."""
-    code, err = await _ip("addr", "add", f"{ip}/32", "dev", "lo")
-    if code != 0 and "File exists" not in err:
-        raise OSError(f"ip addr add {ip}: {err}")
+    code, err = await _ip("addr", "replace", f"{ip}/32", "dev", "lo")  # idempotent add
+    if code != 0:
+        raise OSError(f"ip addr replace {ip}: {err}")
 
 
 async def del_address(ip: str) -> None:

@@ -88,6 +88,8 @@ class PodWorker:
 
     # -- life --------------------------------------------------------------------------------
     async def _run(self) -> None:
+        """Start, wait for deletion, stop. If the kubelet itself exits (this task is
+        cancelled) the pod keeps its address and its processes: the next kubelet adopts them."""
         reporter = asyncio.create_task(self._report_loop())
         try:
             await self._start()
@@ -99,9 +101,9 @@ class PodWorker:
             if self._refresher is not None:
                 self._refresher.cancel()
             await self._flush(reporter)
-            if self.ip and not self.pod["spec"].get("hostNetwork"):
-                await ipam.del_address(self.ip)
-            self.k.release(self)
+        if self.ip and not self.pod["spec"].get("hostNetwork"):
+            await ipam.del_address(self.ip)
+        self.k.release(self)
 
     def _allocate(self) -> None:
         """Take the pod's address now (synchronously), so a relist sees it owned at once."""
