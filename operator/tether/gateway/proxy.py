@@ -28,6 +28,7 @@ from httptools import (
 
 from tether.hashing import generate_cookie_value
 
+from .exchange import Exchange
 from .http import (
     H_CONNECTION,
     H_COOKIE,
@@ -57,48 +58,6 @@ def _addr(sockaddr) -> str:
     """Envoy's ``asString()``: ``ip:port``, ``[v6]:port``."""
     host, port = sockaddr[0], sockaddr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class Exchange:
-    """One request/response; also the ``RequestView`` the hashing layer reads."""
-
-    # Class-level defaults: a new exchange only stores what differs (cheaper than 40 slots).
-    host = xff = xfp = conn_drop = None
-    chunked = head_done = body_done = http10 = is_head = saw_connection = False
-    keep_alive = True
-    method = b""
-    route = target = upstream = head = tried = None
-    index = -1
-    hash = rand = key_text = generated = set_cookie = None
-    attempt = attempts = body_size = pending_size = status = resp_bytes = 0
-    t0 = t_up = 0.0
-    resp_started = finished = local = stale_retry = False
-    error = ""
-
-    def __init__(self, client: ClientProtocol, path: bytes) -> None:
-        self.client = client
-        self.path = path
-        self.head_size = len(path)
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
-        self.cookies: list[bytes] = []
-        self.pending: list[bytes] = []
-        self.remote_ip = client.peer_ip
-
-    # RequestView (tether.hashing.keys.RequestView)
-    def header_values(self, lname: bytes) -> list[bytes]:
-        """All values of a request header by lower-case name, in arrival order."""
-        if lname == b"cookie":
-            return self.cookies
-        if lname == b"x-forwarded-for":
-            return [self.xff] if self.xff is not None else []
-        return [v for ln, _, v in self.headers if ln == lname]
-
-    def add_cookie(self, key) -> str:
-        """Envoy's router callback: generate this connection's cookie value, queue Set-Cookie."""
-        value = self.client.cookie_value()
-        self.generated = value
-        self.set_cookie = key.set_cookie(value).encode("latin-1")
-        return value
 
 
 class ClientProtocol(asyncio.Protocol):

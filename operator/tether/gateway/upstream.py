@@ -20,7 +20,7 @@ from httptools import HttpParserError, HttpResponseParser
 from .http import F_CHUNKED, F_LENGTH, response_head, strip_response_hop_headers
 
 if TYPE_CHECKING:
-    from .proxy import Exchange
+    from .exchange import Exchange
 
 # Body modes of the response being relayed.
 M_LENGTH = 0  # content-length (or no body): bytes pass through
