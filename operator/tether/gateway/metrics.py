@@ -46,7 +46,8 @@ class GatewayMetrics(Collector):
     """All gateway counters; ``collect()`` renders them for prometheus-client."""
 
     def __init__(self) -> None:
-        self.requests: defaultdict[tuple[str, str, int], int] = defaultdict(int)
+        # (route, upstream) -> {code: n}; routes and targets hold a reference to their dict
+        self.requests: dict[tuple[str, str], dict[int, int]] = {}
         self.latency: dict[str, Histogram] = {}
         self.connect_failures: defaultdict[str, int] = defaultdict(int)
         self.cookies_generated: defaultdict[str, int] = defaultdict(int)
@@ -57,6 +58,21 @@ class GatewayMetrics(Collector):
         self.ready = False
         self.active_requests = 0
         self.connections = lambda: {}  # set by the gateway: state -> count
+
+    def codes(self, route: str, upstream: str) -> dict[int, int]:
+        """The live {status: count} dict of one (route, upstream) pair (created on first use)."""
+        key = (route, upstream)
+        codes = self.requests.get(key)
+        if codes is None:
+            codes = self.requests[key] = {}
+        return codes
+
+    def histogram(self, route: str) -> Histogram:
+        """The live upstream-latency histogram of one route (created on first use)."""
+        hist = self.latency.get(route)
+        if hist is None:
+            hist = self.latency[route] = Histogram()
+        return hist
 
     def table_swapped(self, n_tables: int) -> None:
         """A new routing table set is live."""
@@ -71,8 +87,9 @@ class GatewayMetrics(Collector):
             "Requests answered, by route, upstream (empty: answered by the gateway) and status.",
             labels=["route", "upstream", "code"],
         )
-        for (route, upstream, code), n in list(self.requests.items()):
-            req.add_metric([route, upstream, str(code)], n)
+        for (route, upstream), codes in list(self.requests.items()):
+            for code, n in list(codes.items()):
+                req.add_metric([route, upstream, str(code)], n)
         yield req
         hist = HistogramMetricFamily(
             "tether_gateway_upstream_latency_seconds",

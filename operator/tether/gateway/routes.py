@@ -37,7 +37,7 @@ _getrandbits = _RANDOM.getrandbits
 class Target:
     """One ready endpoint: where to connect and what to log."""
 
-    __slots__ = ("authority", "host", "pod", "port", "weight")
+    __slots__ = ("authority", "codes", "host", "pod", "port", "weight")
 
     def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
         self.host = host
@@ -45,6 +45,7 @@ class Target:
         self.pod = pod or ""
         self.weight = weight
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.codes: dict[int, int] = {}  # replaced by the gateway's live metrics dict
 
 
 def _smooth_schedule(weights: list[int]) -> list[int]:
@@ -73,12 +74,14 @@ class Route:
         "active",
         "chooser",
         "doc",
+        "hist",
         "hkey",
         "is_cookie",
         "is_ketama",
         "key",
         "keys",
         "kind",
+        "local_codes",
         "mode",
         "rr",
         "schedule",
@@ -92,6 +95,8 @@ class Route:
         _, ready = ready_endpoints(doc)
         self.targets = [Target(ep.address, ep.port, ep.pod, ep.weight) for ep in ready]
         self.active = [0] * len(self.targets)
+        self.hist = None  # metrics attached by the gateway when the route goes live
+        self.local_codes: dict[int, int] = {}
         self.total_active = 0
         self.rr = 0
         self.chooser = None
@@ -126,6 +131,21 @@ class Route:
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
 
     # -- choosing ---------------------------------------------------------------------------
+
+    def pick_first(self, request) -> int | None:
+        """``pick(request, 0, None, None)`` with the common consistent-hash case unrolled."""
+        if self.mode != "hash" or self.is_ketama or not self.targets:
+            return self.pick(request, 0, None, None)
+        key = self.hkey
+        h = (
+            None
+            if key is None
+            else key.evaluate(request, request.add_cookie if self.is_cookie else None)
+        )
+        request.hash = h
+        if h is None:
+            h = request.rand = _getrandbits(64)
+        return self.chooser.choose(h, 0)
 
     def pick(self, request, attempt: int, tried: set | None, ejected: dict | None) -> int | None:
         """Target index for this attempt, skipping tried/ejected targets when others remain."""

@@ -22,7 +22,7 @@ from time import perf_counter
 from .accesslog import AccessLog
 from .admin import start_admin
 from .config import GatewayConfig
-from .metrics import BUCKETS, GatewayMetrics, Histogram
+from .metrics import BUCKETS, GatewayMetrics
 from .proxy import ClientProtocol
 from .routes import Router
 from .tables.store import TableStore
@@ -45,6 +45,7 @@ class Gateway:
         self.pools = Pools(self)
         self.metrics = GatewayMetrics()
         self.metrics.connections = self._connection_counts
+        self._no_route_codes = self.metrics.codes("", "")
         self.accesslog = AccessLog(config.access_log)
         self.clients: set[ClientProtocol] = set()
         self.upstreams: set[UpstreamConnection] = set()
@@ -125,19 +126,22 @@ class Gateway:
         """Metrics and access log for a finished exchange."""
         route = ex.route
         target = ex.target
-        rkey = route.key if route is not None else ""
-        upstream = "" if ex.local or target is None else target.authority
-        metrics = self.metrics
-        metrics.requests[(rkey, upstream, ex.status)] += 1
+        status = ex.status
         end = perf_counter()
-        if upstream and ex.t_up:  # upstream latency histogram
-            seconds = end - ex.t_up
-            hist = metrics.latency.get(rkey)
-            if hist is None:
-                hist = metrics.latency[rkey] = Histogram()
-            hist.counts[bisect_left(BUCKETS, seconds)] += 1
-            hist.sum += seconds
+        if ex.local or target is None:
+            codes = route.local_codes if route is not None else self._no_route_codes
+            upstream = ""
+        else:
+            codes = target.codes
+            upstream = target.authority
+            hist = route.hist
+            if ex.t_up and hist is not None:  # upstream latency histogram
+                seconds = end - ex.t_up
+                hist.counts[bisect_left(BUCKETS, seconds)] += 1
+                hist.sum += seconds
+        codes[status] = codes.get(status, 0) + 1
         if self.accesslog.enabled:
+            rkey = route.key if route is not None else ""
             self.accesslog.log(
                 ex.method,
                 ex.path,
@@ -157,6 +161,12 @@ class Gateway:
 
     def swap(self, router: Router) -> None:
         """Install a new routing table set atomically; close idle connections it no longer uses."""
+        metrics = self.metrics
+        for route in router.routes:  # counters live in metrics: monotonic across swaps
+            route.hist = metrics.histogram(route.key)
+            route.local_codes = metrics.codes(route.key, "")
+            for target in route.targets:
+                target.codes = metrics.codes(route.key, target.authority)
         self.router = router
         self.metrics.table_swapped(len(router.routes))
         keep = {t.authority for r in router.routes for t in r.targets}
