@@ -18,6 +18,9 @@ import pytest
 from tether.lab import Lab
 from tether.lab.testing import LabUnavailable, session_lab, wait_until
 
+# tether deployed from deploy/ exactly as a user applies it (session fixtures)
+from .tether_deploy import tether_gateway, tether_operator  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def lab() -> Lab:

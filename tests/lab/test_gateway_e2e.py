@@ -17,14 +17,7 @@ import pytest
 from tether.lab import Lab
 from tether.lab.testing import wait_until
 
-from .tether_deploy import (
-    EXAMPLES,
-    ROOT,
-    TABLES_NS,
-    ready_endpoints,
-    table_doc,
-    tether_operator,  # noqa: F401 — fixture
-)
+from .tether_deploy import EXAMPLES, TABLES_NS, gateway_pods, ready_endpoints, table_doc
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("tether_gateway")]
 
@@ -39,30 +32,6 @@ spec:
       consistentHash:
         httpCookie: {{name: sticky-session-key, ttl: 0s}}
 """
-
-
-def gateway_pods(lab: Lab) -> list[dict]:
-    pods = lab.kubectl_json("pods", "-n", TABLES_NS, "-l", "app.kubernetes.io/name=tether-gateway")[
-        "items"
-    ]
-    return [
-        p
-        for p in pods
-        if not p["metadata"].get("deletionTimestamp")
-        and any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in p["status"].get("conditions", [])
-        )
-    ]
-
-
-@pytest.fixture(scope="session")
-def tether_gateway(tether_operator: Lab) -> Lab:  # noqa: F811
-    """deploy/gateway on the session lab, one Ready replica."""
-    lab = tether_operator
-    lab.kubectl("apply", "-k", str(ROOT / "deploy" / "gateway"))
-    wait_until(lambda: gateway_pods(lab), timeout=90, what="a Ready gateway pod")
-    return lab
 
 
 class Client:

@@ -24,7 +24,6 @@ from .tether_deploy import (
     ready_endpoints,
     rule_events,
     table_doc,
-    tether_operator,  # noqa: F401 — fixture
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("tether_operator")]

@@ -26,18 +26,20 @@ TABLES_NS = "tether-system"
 def deploy_operator(lab: Lab) -> None:
     """Apply the CRD and deploy/operator; wait until one operator replica is Ready."""
     lab.kubectl("apply", "-f", str(ROOT / "crds" / "destinationrule.yaml"))
-    lab.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/destinationrules.networking.istio.io",
-    )
+    wait_until(lambda: crd_established(lab), timeout=60, what="DestinationRule CRD Established")
     lab.kubectl("apply", "-k", str(ROOT / "deploy" / "operator"))
     wait_until(
         lambda: len(operator_pods(lab, ready=True)) == 2,
         timeout=90,
         what="two Ready tether-operator pods",
     )
+
+
+def crd_established(lab: Lab, name: str = "destinationrules.networking.istio.io") -> bool:
+    """True once the CRD serves (``kubectl wait`` right after apply can fail, kubectl 1.34)."""
+    crd = lab.kubectl_json("crd", name)
+    conds = (crd.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
 
 def operator_pods(lab: Lab, ready: bool = False) -> list[dict]:
@@ -123,4 +125,28 @@ def ready_condition(lab: Lab, ns: str, name: str) -> dict:
 def tether_operator(lab: Lab) -> Lab:
     """The operator of deploy/operator running on the session's lab."""
     deploy_operator(lab)
+    return lab
+
+
+def gateway_pods(lab: Lab) -> list[dict]:
+    pods = lab.kubectl_json("pods", "-n", TABLES_NS, "-l", "app.kubernetes.io/name=tether-gateway")[
+        "items"
+    ]
+    return [
+        p
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+        and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+
+
+@pytest.fixture(scope="session")
+def tether_gateway(tether_operator: Lab) -> Lab:
+    """deploy/gateway on the session lab, one Ready replica."""
+    lab = tether_operator
+    lab.kubectl("apply", "-k", str(ROOT / "deploy" / "gateway"))
+    wait_until(lambda: gateway_pods(lab), timeout=90, what="a Ready gateway pod")
     return lab

@@ -56,19 +56,11 @@ class Demo:
     def deploy(self) -> tuple[str, int]:
         lab = self.lab
         self.step("Deploy httpbin ×3, the operator and the gateway from deploy/")
-        for cmd in (
-            ("apply", "-f", str(ROOT / "crds" / "destinationrule.yaml")),
-            (
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/destinationrules.networking.istio.io",
-            ),
-            ("apply", "-k", str(ROOT / "deploy")),
-            ("apply", "-n", "default", "-f", str(EXAMPLES / "httpbin.yaml")),
-        ):
-            self.console.print(f"  $ kubectl {' '.join(cmd)}", style="dim")
-            lab.kubectl(*cmd)
+        crd = str(ROOT / "crds" / "destinationrule.yaml")
+        self._kubectl("apply", "-f", crd)
+        self.wait(self._crd_established, 60, "the DestinationRule CRD")
+        self._kubectl("apply", "-k", str(ROOT / "deploy"))
+        self._kubectl("apply", "-n", "default", "-f", str(EXAMPLES / "httpbin.yaml"))
         self.wait(lambda: self._ready("default", "app=httpbin") == 3, 120, "3 httpbin pods Ready")
         self.wait(
             lambda: self._ready("tether-system", "app.kubernetes.io/name=tether-operator"),
@@ -86,6 +78,15 @@ class Demo:
         gw = pod["status"]["podIP"]
         self.console.print(f"  gateway at http://{gw}:8080 (pod {pod['metadata']['name']})")
         return gw, 8080
+
+    def _kubectl(self, *cmd: str) -> None:
+        self.console.print(f"  $ kubectl {' '.join(cmd)}", style="dim")
+        self.lab.kubectl(*cmd)
+
+    def _crd_established(self) -> bool:
+        crd = self.lab.kubectl_json("crd", "destinationrules.networking.istio.io")
+        conds = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
     def _ready(self, ns: str, selector: str) -> int:
         pods = self.lab.kubectl_json("pods", "-n", ns, "-l", selector)["items"]
