@@ -177,8 +177,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.ex = None
         self.done = False
         raw_close = self.mode == M_RAW_CLOSE
-        if keep and not raw_close:
-            self.gw.pools.release(self)
+        if keep and not raw_close:  # Pools.release, inlined (hot path)
+            gw = self.gw
+            self.deadline = gw.clock + gw.config.upstream_idle_timeout
+            self.reused = True
+            idle = gw.pools.idle
+            stack = idle.get(self.target.authority)
+            if stack is None:
+                stack = idle[self.target.authority] = []
+            stack.append(self)
         else:
             self.transport.close()
         ex.client._end(ex, raw_close)
