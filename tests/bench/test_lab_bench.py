@@ -6,20 +6,18 @@ printed and written to bench-results/lab.json.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.bench.results import percentile, record
 from tether.lab import Lab, build, netns
 from tether.lab.testing import session_lab, wait_until
 
 pytestmark = pytest.mark.bench
-RESULTS = Path("bench-results")
 UP_RUNS = 3
 SCALE_EVENTS = 20
 
@@ -45,16 +43,11 @@ spec:
 
 
 def _record(key: str, value) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "lab.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc[key] = value
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\n[lab bench] {key}: {json.dumps(value)}")
+    record("lab", key, value)
 
 
 def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+    return percentile(values, int(q))
 
 
 def test_binaries_sizes_and_build_time():

@@ -11,22 +11,20 @@ them is the same watcher's slice arrival after `kubectl scale` (the control plan
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.bench.results import percentile, record
 from tests.lab.tether_deploy import EXAMPLES, TABLES_NS, deploy_operator
 from tether.lab import Lab, netns
 from tether.lab.testing import session_lab, wait_until
 from tether.models import table as t
 
 pytestmark = pytest.mark.bench
-RESULTS = Path("bench-results")
 SCALE_EVENTS = 30
 ROLLING_REPLICAS = 20
 
@@ -97,16 +95,11 @@ class Watch(threading.Thread):
 
 
 def _record(key: str, value) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "operator.json"
-    doc = json.loads(path.read_text()) if path.exists() else {}
-    doc[key] = value
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"\n[operator bench] {key}: {json.dumps(value)}")
+    record("operator", key, value)
 
 
 def _q(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    return percentile(values, q)
 
 
 @pytest.fixture(scope="module")
