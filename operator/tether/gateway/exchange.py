@@ -32,7 +32,6 @@ class Exchange:
     def __init__(self, client: ClientProtocol, path: bytes) -> None:
         self.client = client
         self.path = path
-        self.head_size = len(path)
         self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.cookies: list[bytes] = []
         self.pending: list[bytes] = []

@@ -68,7 +68,9 @@ class ClientProtocol(asyncio.Protocol):
         "active",
         "closed",
         "cur",
+        "data",
         "deadline",
+        "fresh",
         "fwd_tail",
         "gw",
         "head_pending",
@@ -96,6 +98,8 @@ class ClientProtocol(asyncio.Protocol):
         self.ignore = False
         self.read_paused = False
         self.head_pending = 0
+        self.data = b""
+        self.fresh = True
         self.max_head = gw.config.max_header_bytes
         self._cookie: str | None = None
         self.peer = ("", 0)
@@ -153,6 +157,8 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.ignore:
             return
+        self.data = data
+        self.fresh = self.cur is None  # a new message starts at data[0]
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
@@ -203,13 +209,9 @@ class ClientProtocol(asyncio.Protocol):
             self.cur = Exchange(self, url)
         else:
             ex.path += url
-            ex.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.cur
-        ex.head_size += len(name) + len(value) + 4
-        if ex.head_size > self.max_head:
-            raise _Reject(431, "request head too large")
         lname = name.lower()
         kind = _CLASS_GET(lname)
         if kind is None:
@@ -237,6 +239,14 @@ class ClientProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         ex = self.cur
         parser = self.parser
+        # Head size, without per-header bookkeeping: exact when the message starts this read;
+        # a head spanning reads adds what earlier reads held (they were capped already); a
+        # pipelined follower is bounded by the read size.
+        end = self.data.find(b"\r\n\r\n") + 4
+        size = end if self.fresh else self.head_pending + max(end, 4)
+        self.fresh = False
+        if size > self.max_head:
+            raise _Reject(431, "request head too large")
         ex.head_done = True
         self.head_pending = 0
         ex.method = method = parser.get_method()

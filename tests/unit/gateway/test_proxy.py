@@ -247,3 +247,17 @@ def test_http10_client_gets_unchunked_body_and_close(h):
         b"GET /get HTTP/1.0\r\nHost: a\r\n\r\n",
     )
     assert out.count(b"HTTP/1.1 200") == 2 and b"connection: keep-alive" in out.lower()
+
+
+def test_head_limit_holds_across_reads(h):
+    import socket
+
+    b = h.backend("b0")
+    h.write_table("svc.json", make_document([("127.0.0.1", b.port, "b0")], algorithm=None))
+    gw = h.gateway(max_header_bytes=1024)
+    h.wait(lambda: gw.loaded)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: " + b"a" * 700 + b"\r\n")
+        h.wait(lambda: any(c.head_pending for c in gw.clients))
+        s.sendall(b"X-B: " + b"b" * 700 + b"\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 431 ")
