@@ -22,6 +22,17 @@ import time
 from json.encoder import encode_basestring_ascii as _js
 
 _FLUSH_BYTES = 65536
+_EMPTY = '""'
+_FRAC = [f"{i:03d}" for i in range(1000)]
+_METHODS = {m: f'"{m.decode()}"' for m in (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"PATCH")}
+
+
+def fragment(upstream: str, pod: str, route: str, affinity: str) -> str:
+    """The JSON members that only depend on (target, route): built once, reused per line."""
+    return (
+        f'"upstream_addr":"{upstream}","upstream_pod":{_js(pod)},"route":{_js(route)},'
+        f'"affinity":"{affinity}"'
+    )
 
 
 class AccessLog:
@@ -39,15 +50,21 @@ class AccessLog:
         self._buf: list[str] = []
         self._size = 0
         self._sec = -1
+        self._ms = -1
         self._prefix = ""
+        self._stamp = ""
 
     def _time(self) -> str:
-        now = time.time()
-        sec = int(now)
+        ms = int(time.time() * 1000)
+        if ms == self._ms:  # many requests share a millisecond at load: format it once
+            return self._stamp
+        sec, frac = divmod(ms, 1000)
         if sec != self._sec:
             self._sec = sec
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self._prefix}.{int((now - sec) * 1000):03d}Z"
+        self._ms = ms
+        self._stamp = f"{self._prefix}.{frac:03d}Z"
+        return self._stamp
 
     def log(
         self,
@@ -67,14 +84,37 @@ class AccessLog:
         error: str,
     ) -> None:
         """Append one line (see module docstring for the fields)."""
+        self.write_line(
+            method, path, status, fragment(upstream, pod, route, affinity), h, generated,
+            duration, nbytes, client, attempts, error,
+        )  # fmt: skip
+
+    def write_line(
+        self,
+        method: bytes,
+        path: bytes,
+        status: int,
+        where: str,
+        h: int | None,
+        generated: bool,
+        duration: float,
+        nbytes: int,
+        client: str,
+        attempts: int,
+        error: str,
+    ) -> None:
+        """Append one line; ``where`` is a cached ``fragment()`` (upstream, pod, route, kind)."""
+        m = _METHODS.get(method)
+        if m is None:
+            m = _js(method.decode("latin-1"))
+        us = int(duration * 1e6)  # fixed-point milliseconds: cheaper than float formatting
+        ms = f"{us // 1000}.{_FRAC[us % 1000]}"
         line = (
-            f'{{"time":"{self._time()}","method":{_js(method.decode("latin-1"))},'
-            f'"path":{_js(path.decode("latin-1"))},"status":{status},'
-            f'"upstream_addr":"{upstream}","upstream_pod":{_js(pod)},"route":{_js(route)},'
-            f'"affinity":"{affinity}","hash":"{"" if h is None else format(h, "016x")}",'
+            f'{{"time":"{self._time()}","method":{m},"path":{_js(path.decode("latin-1"))},'
+            f'"status":{status},{where},"hash":"{"" if h is None else format(h, "016x")}",'
             f'"cookie_generated":{"true" if generated else "false"},'
-            f'"duration_ms":{duration * 1000:.3f},"bytes":{nbytes},"client":"{client}",'
-            f'"attempts":{attempts},"error":{_js(error)}}}\n'
+            f'"duration_ms":{ms},"bytes":{nbytes},"client":"{client}",'
+            f'"attempts":{attempts},"error":{_js(error) if error else _EMPTY}}}\n'
         )
         self._buf.append(line)
         self._size += len(line)

@@ -37,7 +37,7 @@ _getrandbits = _RANDOM.getrandbits
 class Target:
     """One ready endpoint: where to connect and what to log."""
 
-    __slots__ = ("authority", "codes", "host", "pod", "port", "weight")
+    __slots__ = ("authority", "codes", "host", "log_fragment", "pod", "port", "weight")
 
     def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
         self.host = host
@@ -46,6 +46,7 @@ class Target:
         self.weight = weight
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.codes: dict[int, int] = {}  # replaced by the gateway's live metrics dict
+        self.log_fragment = ""  # access-log JSON members, set by the gateway on swap
 
 
 def _smooth_schedule(weights: list[int]) -> list[int]:

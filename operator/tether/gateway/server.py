@@ -19,7 +19,7 @@ import signal
 from bisect import bisect_left
 from time import perf_counter
 
-from .accesslog import AccessLog
+from .accesslog import AccessLog, fragment
 from .admin import start_admin
 from .config import GatewayConfig
 from .metrics import BUCKETS, GatewayMetrics
@@ -142,22 +142,14 @@ class Gateway:
         codes[status] = codes.get(status, 0) + 1
         if self.accesslog.enabled:
             rkey = route.key if route is not None else ""
-            self.accesslog.log(
-                ex.method,
-                ex.path,
-                ex.status,
-                upstream,
-                target.pod if target is not None else "",
-                rkey,
-                route.kind if route is not None else "",
-                ex.hash,
-                ex.generated is not None,
-                end - ex.t0,
-                ex.resp_bytes,
-                ex.remote_ip,
-                ex.attempts,
-                ex.error,
-            )
+            if upstream:
+                where = target.log_fragment
+            else:
+                where = fragment("", "", rkey, route.kind if route is not None else "")
+            self.accesslog.write_line(
+                ex.method, ex.path, status, where, ex.hash, ex.generated is not None,
+                end - ex.t0, ex.resp_bytes, ex.remote_ip, ex.attempts, ex.error,
+            )  # fmt: skip
 
     def swap(self, router: Router) -> None:
         """Install a new routing table set atomically; close idle connections it no longer uses."""
@@ -167,6 +159,7 @@ class Gateway:
             route.local_codes = metrics.codes(route.key, "")
             for target in route.targets:
                 target.codes = metrics.codes(route.key, target.authority)
+                target.log_fragment = fragment(target.authority, target.pod, route.key, route.kind)
         self.router = router
         self.metrics.table_swapped(len(router.routes))
         keep = {t.authority for r in router.routes for t in r.targets}
