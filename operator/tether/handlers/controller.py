@@ -123,6 +123,10 @@ class Controller:
         self._pod_labels[key] = new
         return changed
 
+    def forget_pod(self, namespace: str, name: str) -> None:
+        """Drop what was remembered about a deleted pod (keeps memory bounded under churn)."""
+        self._pod_labels.pop((namespace, name), None)
+
     # -- sync ---------------------------------------------------------------------------
 
     async def _load_published(self) -> set[tuple[str, str]]:

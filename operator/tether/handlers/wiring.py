@@ -119,14 +119,16 @@ async def on_slice(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
 
 
 @kopf.on.event("v1", "pods")
-async def on_pod(namespace: str, name: str, labels: Any, memo: Any, **kw: Any) -> None:
+async def on_pod(type: str, namespace: str, name: str, labels: Any, memo: Any, **kw: Any) -> None:
     """Pod labels matter only for Services whose rules define subsets."""
     ctl = _bind(memo, kw)
-    store = kw["tether_pod_services"].get((namespace, name))
-    for service in store or ():
-        key = (namespace, service)
-        if key in ctl.subset_services and ctl.pod_labels_changed(namespace, name, labels):
-            memo.coalescer.mark(key)
+    if type == "DELETED":  # its endpoints leave through the EndpointSlice events
+        ctl.forget_pod(namespace, name)
+        return
+    services = kw["tether_pod_services"].get((namespace, name)) or ()
+    keys = [(namespace, s) for s in services if (namespace, s) in ctl.subset_services]
+    if keys and ctl.pod_labels_changed(namespace, name, labels):
+        memo.coalescer.mark(*keys)
 
 
 @kopf.on.event(*DR)
