@@ -38,6 +38,7 @@ class Watch(threading.Thread):
         self.table = t.configmap_name(ns, "httpbin", 8000)
         self.events: list[tuple[float, str, int, str]] = []
         self.cond = threading.Condition()
+        self.error: Exception | None = None
 
     def _add(self, kind: str, ready: int, rv: str) -> None:
         with self.cond:
@@ -67,16 +68,22 @@ class Watch(threading.Thread):
             doc = t.loads(obj.data[t.DATA_KEY])
             self._add("table", sum(e.ready for e in doc.endpoints), obj.metadata.resource_version)
 
+    def _guard(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # the stream ends when the lab stops; measurements check it
+            self.error = exc
+
     def run(self) -> None:
         netns.setns(netns.path_of(self.lab.netns))
         from kubernetes import client, config, watch
 
         config.load_kube_config(str(self.lab.kubeconfig))
         other = threading.Thread(
-            target=self._slices, args=(client.DiscoveryV1Api(), watch), daemon=True
+            target=self._guard, args=(self._slices, client.DiscoveryV1Api(), watch), daemon=True
         )
         other.start()  # created after setns: inherits the lab's network namespace
-        self._tables(client.CoreV1Api(), watch)
+        self._guard(self._tables, client.CoreV1Api(), watch)
 
     def first(self, kind: str, ready: int, after: float, timeout: float = 60) -> float:
         deadline = time.monotonic() + timeout
@@ -145,6 +152,7 @@ def test_endpointslice_to_configmap_latency(lab: Lab, ns: str):
         "anchor_kubectl_scale_to_slice_p50_ms": round(statistics.median(control_plane) * 1000),
         "coalescing_window_ms": 100,
     }
+    assert w.error is None, w.error
     _record("endpointslice_to_configmap", figures)
     assert len(ms) == SCALE_EVENTS
 
@@ -170,5 +178,6 @@ def test_configmap_writes_during_rolling_update(lab: Lab, ns: str):
     figures["writes_per_slice_update"] = round(
         figures["configmap_writes"] / max(figures["endpointslice_updates"], 1), 2
     )
+    assert w.error is None, w.error
     _record("rolling_update_writes", figures)
     assert figures["configmap_writes"] <= figures["endpointslice_updates"]
