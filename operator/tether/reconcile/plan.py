@@ -259,10 +259,10 @@ def plan_service(
     valid = [r for r in applicable if r.result.valid]
     sources = {f"{d.source.namespace}/{d.source.name}" for d in previous.values() if d.source}
     frozen = [r for r in invalid if r.key in sources]
+    merged = None if frozen else merge_rules([r.rule for r in valid])
     if frozen:
         docs = _frozen(svc, slices, pod_labels, previous, settings)
     else:
-        merged = merge_rules([r.rule for r in valid])
         if merged is None and (svc.namespace in settings.quiet_namespaces or not is_published(svc)):
             docs = {}
         else:
@@ -271,19 +271,18 @@ def plan_service(
     return ServicePlan(
         service=svc.key,
         tables=outcomes,
-        rules=_rule_outcomes(applicable, docs, frozen, valid),
+        rules=_rule_outcomes(applicable, docs, frozen, merged),
     )
 
 
-def _rule_outcomes(applicable, docs, frozen, valid) -> dict[str, RuleOutcome]:
+def _rule_outcomes(applicable, docs, frozen, merged: MergedRule | None) -> dict[str, RuleOutcome]:
     attributed: dict[str, list[str]] = {}
     for name, (_, key) in docs.items():
         if key is not None:
             attributed.setdefault(key, []).append(name)
     out: dict[str, RuleOutcome] = {}
     frozen_keys = {r.key for r in frozen}
-    merged = merge_rules([r.rule for r in valid]) if valid and not frozen else None
-    shadow = {}
+    shadow: dict[str, list[str]] = {}
     if merged is not None:
         for s in merged.shadowed:
             shadow.setdefault(s.rule, []).append(f"{s.part} ignored: {s.winner} takes precedence")
