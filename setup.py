@@ -1,7 +1,8 @@
-"""Build the two small native extensions; everything else lives in pyproject.toml.
+"""Build the small native extensions; everything else lives in pyproject.toml.
 
-Both have pure-Python twins that the unit tests hold them equal to: the Maglev fill kernel
-(hashing/maglev/reference.py) and the cookie scan (hashing/keys/parse.py).
+Each has a pure-Python twin that the unit tests hold it equal to: the Maglev fill kernel
+(hashing/maglev/reference.py), the cookie scan (hashing/keys/parse.py) and the gateway's
+head fast path (gateway/wire/reference.py).
 """
 
 from setuptools import Extension, setup
@@ -17,6 +18,11 @@ setup(
             "tether.hashing.keys._cookie",
             sources=["operator/tether/hashing/keys/_cookie.c"],
             extra_compile_args=["-O2"],
+        ),
+        Extension(
+            "tether.gateway.wire._wire",
+            sources=["operator/tether/gateway/wire/_wire.c"],
+            extra_compile_args=["-O2", "-std=c99", "-Wall"],
         ),
     ]
 )

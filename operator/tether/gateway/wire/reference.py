@@ -1,0 +1,213 @@
+"""Pure-Python twin of ``_wire.c``: the head fast path, statement for statement in spirit.
+
+The native module must return exactly what these functions return for every input (the unit
+tests hold them equal on random heads). See the package docstring for what the fast path
+accepts and why everything else is handed to llhttp.
+"""
+
+from __future__ import annotations
+
+INCOMPLETE = 0  # no CRLFCRLF from ``start`` yet
+SLOW = 1  # not for the fast path (maybe valid, maybe not): llhttp decides
+
+F_KEEP_ALIVE = 1  # llhttp's should_keep_alive() for this request
+F_HTTP10 = 2  # the request line says HTTP/1.0
+
+METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE")
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_VALUE = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
+_TARGET = bytes(range(0x21, 0x7F))
+_DIGITS = b"0123456789"
+
+# Lower-cased header names and what the fast path does with them. llhttp reads
+# Proxy-Connection like Connection (keep-alive), so it takes the slow path.
+_REQ_DROP = frozenset(
+    (b"keep-alive", b"proxy-authorization", b"proxy-authenticate", b"te", b"trailer")
+)
+_RESP_DROP = frozenset((b"keep-alive", b"proxy-authenticate", b"trailer"))
+_SLOW_NAMES = frozenset((b"upgrade", b"transfer-encoding", b"proxy-connection"))
+_MAX_CL_DIGITS = 18  # 10^18 - 1 fits in int64 in the C twin
+
+_XFF = b"x-forwarded-for: "
+_XFP = b"\r\nx-forwarded-proto: "
+
+
+def _only(data: bytes, allowed: bytes) -> bool:
+    return not data.translate(None, allowed)
+
+
+def _lines(buf: bytes, pos: int, last: int):
+    """Yield (line_start, line_end, name, value) for header lines in buf[pos:last]; value has
+    leading SP/HTAB removed (trailing kept, as llhttp reports it). None marks a bad line."""
+    while pos < last:
+        eol = buf.find(b"\r\n", pos, last + 2)
+        line = buf[pos:eol]
+        colon = line.find(b":")
+        if colon <= 0 or not _only(line[:colon], _TCHAR):
+            yield None
+            return
+        value = line[colon + 1 :].lstrip(b" \t")
+        if not _only(value, _VALUE):
+            yield None
+            return
+        yield pos, eol + 2, line[:colon].lower(), value
+        pos = eol + 2
+
+
+def _token(value: bytes) -> bytes:
+    """A Connection value as one lower-cased token (trailing SP/HTAB ignored, as llhttp does)."""
+    return value.rstrip(b" \t").lower()
+
+
+def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int):
+    """Fast-path view of the request head at ``buf[start:]``, or INCOMPLETE / SLOW.
+
+    Returns ``(end, head, method, path, host, cookies, xff, flags)``: ``end`` is the offset
+    after the head (the message has no body, so the next one starts there); ``head`` is what
+    goes upstream: the original bytes minus hop-by-hop and X-Forwarded-* lines, the version
+    forced to HTTP/1.1, then ``x-forwarded-for: [<xff>, ]<peer>`` and ``x-forwarded-proto``
+    (the client's value only when ``trusted`` and non-empty, else ``http``). ``host`` is the
+    Host value or None; ``cookies`` a tuple of Cookie values; ``xff`` the client's
+    X-Forwarded-For values joined with ``", "`` or None; ``flags`` F_KEEP_ALIVE | F_HTTP10.
+    """
+    hend = buf.find(b"\r\n\r\n", start)
+    if hend < 0:
+        return SLOW if len(buf) - start > limit else INCOMPLETE
+    end = hend + 4
+    if end - start > limit:
+        return SLOW
+    eol = buf.find(b"\r\n", start)
+    line = buf[start:eol]
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return SLOW
+    method, target, version = parts
+    if method not in METHODS or target[:1] != b"/" or not _only(target, _TARGET):
+        return SLOW
+    if version == b"HTTP/1.1":
+        http10 = False
+    elif version == b"HTTP/1.0":
+        http10 = True
+    else:
+        return SLOW
+    out = [buf[start : eol - 1] + b"1\r\n" if http10 else buf[start : eol + 2]]
+    host = None
+    cookies: list[bytes] = []
+    xffs: list[bytes] = []
+    xfp = None
+    conn = None
+    seen_cl = False
+    for item in _lines(buf, eol + 2, hend):
+        if item is None:
+            return SLOW
+        lo, hi, name, value = item
+        if name == b"host":
+            if host is not None:
+                return SLOW
+            host = value
+        elif name == b"cookie":
+            cookies.append(value)
+        elif name == b"x-forwarded-for":
+            xffs.append(value)
+            continue
+        elif name == b"x-forwarded-proto":
+            xfp = value
+            continue
+        elif name == b"connection":
+            if conn is not None:
+                return SLOW
+            conn = _token(value)
+            if conn != b"close" and conn != b"keep-alive":
+                return SLOW
+            continue
+        elif name == b"content-length":
+            if seen_cl or not value or value.strip(b"0"):
+                return SLOW
+            seen_cl = True
+        elif name in _REQ_DROP:
+            continue
+        elif name in _SLOW_NAMES:
+            return SLOW
+        out.append(buf[lo:hi])
+    if host is None:
+        return SLOW
+    xff = b", ".join(xffs) if xffs else None
+    out.append(_XFF)
+    if xff is not None:
+        out.append(xff + b", ")
+    out += (peer, _XFP, xfp if (trusted and xfp) else b"http", b"\r\n\r\n")
+    keep = conn == b"keep-alive" if http10 else conn != b"close"
+    flags = (F_KEEP_ALIVE if keep else 0) | (F_HTTP10 if http10 else 0)
+    return end, b"".join(out), method, target, host, tuple(cookies), xff, flags
+
+
+def scan_response(buf: bytes, extra: bytes, head_request: bool):
+    """Fast-path relay of a response head at ``buf[0:]``, or INCOMPLETE / SLOW.
+
+    Accepted: a final status (≥ 200) over HTTP/1.1 or 1.0 whose body is framed by one
+    Content-Length (or that has none: 204, 304, a HEAD request, each still with a length or
+    status that says so), with no more bytes in ``buf`` than that body. Returns
+    ``(out, status, body, left, keep)``: ``out`` is the head without hop-by-hop lines, then
+    ``extra`` (complete header lines), the blank line and the ``body`` bytes present; ``left``
+    the body bytes still to come; ``keep`` whether the upstream allows reusing the connection.
+    """
+    hend = buf.find(b"\r\n\r\n")
+    if hend < 0:
+        return INCOMPLETE
+    end = hend + 4
+    eol = buf.find(b"\r\n")
+    line = buf[:eol]
+    if line[:9] == b"HTTP/1.1 ":
+        http10 = False
+    elif line[:9] == b"HTTP/1.0 ":
+        http10 = True
+    else:
+        return SLOW
+    code = line[9:12]
+    if len(line) < 13 or line[12:13] != b" " or not _only(code, _DIGITS):
+        return SLOW
+    if not _only(line[13:], _VALUE):
+        return SLOW
+    status = int(code)
+    if status < 200:
+        return SLOW
+    out = [buf[: eol + 2]]
+    conn = None
+    clen = -1
+    for item in _lines(buf, eol + 2, hend):
+        if item is None:
+            return SLOW
+        lo, hi, name, value = item
+        if name == b"connection":
+            if conn is not None:
+                return SLOW
+            conn = _token(value)
+            if conn != b"close" and conn != b"keep-alive":
+                return SLOW
+            continue
+        if name in _RESP_DROP:
+            continue
+        if name in _SLOW_NAMES:
+            return SLOW
+        if name == b"content-length":
+            if clen >= 0 or not value or len(value) > _MAX_CL_DIGITS or not _only(value, _DIGITS):
+                return SLOW
+            clen = int(value)
+        out.append(buf[lo:hi])
+    if clen < 0 and status != 204 and status != 304:
+        return SLOW
+    if head_request or status == 204 or status == 304:
+        clen = 0
+    avail = len(buf) - end
+    if avail > clen:
+        return SLOW
+    keep = conn == b"keep-alive" if http10 else conn != b"close"
+    out += (extra, b"\r\n", buf[end:])
+    return b"".join(out), status, avail, clen - avail, keep
+
+
+def header_values(buf: bytes, start: int, end: int, lname: bytes) -> list[bytes]:
+    """Values of header ``lname`` (lower-case) in the head ``buf[start:end]`` accepted by
+    ``scan_request``, in order, leading SP/HTAB removed."""
+    eol = buf.find(b"\r\n", start)
+    return [it[3] for it in _lines(buf, eol + 2, end - 4) if it is not None and it[2] == lname]
