@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .http import H_COOKIE, H_EXPECT, H_HOST, REQUEST_HEADER_CLASS
+from .wire import header_values as raw_header_values
+
 if TYPE_CHECKING:
     from .proxy import ClientProtocol
+
+# Request headers that are not forwarded as received (hop-by-hop, X-Forwarded-Proto, framing):
+# a hash policy never sees them, whichever path parsed the head.
+_NOT_FORWARDED = frozenset(
+    name for name, kind in REQUEST_HEADER_CLASS.items() if kind not in (H_HOST, H_COOKIE, H_EXPECT)
+)
 
 
 class Exchange:
@@ -28,13 +37,17 @@ class Exchange:
     t0 = t_up = 0.0
     resp_started = finished = local = stale_retry = False
     error = ""
+    # Parsed by llhttp callbacks: (lname, name, value) of forwarded headers; else None and the
+    # fast path's raw head ``raw[raw_start:raw_end]`` answers ``header_values``.
+    headers: list[tuple[bytes, bytes, bytes]] | None = None
+    raw: bytes | None = None
+    raw_start = raw_end = 0
+    cookies: list[bytes] | tuple[bytes, ...] = ()
+    pending: list[bytes] = ()  # type: ignore[assignment]  # request bytes not yet sent upstream
 
     def __init__(self, client: ClientProtocol, path: bytes) -> None:
         self.client = client
         self.path = path
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
-        self.cookies: list[bytes] = []
-        self.pending: list[bytes] = []
         self.remote_ip = client.peer_ip
 
     # RequestView (tether.hashing.keys.RequestView)
@@ -44,7 +57,12 @@ class Exchange:
             return self.cookies
         if lname == b"x-forwarded-for":
             return [self.xff] if self.xff is not None else []
-        return [v for ln, _, v in self.headers if ln == lname]
+        headers = self.headers
+        if headers is None:
+            if self.raw is None or lname in _NOT_FORWARDED:
+                return []
+            return raw_header_values(self.raw, self.raw_start, self.raw_end, lname)
+        return [v for ln, _, v in headers if ln == lname]
 
     def add_cookie(self, key) -> str:
         """Envoy's router callback: generate this connection's cookie value, queue Set-Cookie."""

@@ -29,6 +29,7 @@ from httptools import (
 from tether.hashing import generate_cookie_value
 
 from .exchange import Exchange
+from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 from .http import (
     H_CONNECTION,
     H_COOKIE,
@@ -66,6 +67,7 @@ class ClientProtocol(asyncio.Protocol):
     __slots__ = (
         "_cookie",
         "active",
+        "boundary",
         "closed",
         "cur",
         "data",
@@ -75,6 +77,7 @@ class ClientProtocol(asyncio.Protocol):
         "gw",
         "head_pending",
         "ignore",
+        "in_msg",
         "max_head",
         "parser",
         "peer",
@@ -97,6 +100,8 @@ class ClientProtocol(asyncio.Protocol):
         self.closed = False
         self.ignore = False
         self.read_paused = False
+        self.boundary = True  # llhttp sits between messages: the next byte starts a request
+        self.in_msg = False  # llhttp is inside a message (on_message_begin .. _complete)
         self.head_pending = 0
         self.data = b""
         self.fresh = True
@@ -157,6 +162,47 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.ignore:
             return
+        if self.boundary:
+            # Fast path: complete body-less heads in the common subset, one native scan each
+            # (wire); the first head it declines, and everything after it, goes to llhttp.
+            start = 0
+            while True:
+                r = scan_request(data, start, self.peer_ip_b, self.peer_trusted, self.max_head)
+                if r.__class__ is not tuple:
+                    break
+                end, head, method, path, host, cookies, xff, flags = r
+                ex = Exchange(self, path)
+                ex.method = method
+                ex.host = host
+                ex.cookies = cookies
+                ex.xff = xff
+                ex.head = head
+                ex.pending = [head]
+                ex.raw = data
+                ex.raw_start = start
+                ex.raw_end = end
+                ex.head_done = ex.body_done = True
+                if flags != F_KEEP_ALIVE:
+                    ex.keep_alive = bool(flags & F_KEEP_ALIVE)
+                    ex.http10 = bool(flags & F_HTTP10)
+                if method == b"HEAD":
+                    ex.is_head = True
+                ex.t0 = perf_counter()
+                if self.active is None:
+                    self.active = ex
+                    self._dispatch(ex)
+                else:
+                    if self.queue is None:
+                        self.queue = deque()
+                    self.queue.append(ex)
+                if not ex.keep_alive:
+                    self.ignore = True  # nothing may follow a request that closes
+                if self.ignore or end == len(data):
+                    return
+                start = end
+            if start:
+                data = data[start:]
+            self.boundary = False
         self.data = data
         self.fresh = self.cur is None  # a new message starts at data[0]
         try:
@@ -181,6 +227,7 @@ class ClientProtocol(asyncio.Protocol):
         except HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
             return
+        self.boundary = not self.in_msg
         cur = self.cur
         if cur is not None and not cur.head_done:
             self.head_pending += len(data)
@@ -201,12 +248,18 @@ class ClientProtocol(asyncio.Protocol):
                     self.read_paused = False
                     self.transport.resume_reading()
 
-    # -- parser callbacks ----------------------------------------------------------------
+    # -- parser callbacks (the slow path) ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_msg = True
 
     def on_url(self, url: bytes) -> None:
         ex = self.cur
         if ex is None:
-            self.cur = Exchange(self, url)
+            self.cur = ex = Exchange(self, url)
+            ex.headers = []
+            ex.cookies = []
+            ex.pending = []
         else:
             ex.path += url
 
@@ -283,6 +336,7 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
+        self.in_msg = False
         ex = self.cur
         self.cur = None
         ex.body_done = True

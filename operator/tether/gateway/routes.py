@@ -21,8 +21,11 @@ import logging
 import random
 from collections.abc import Iterable
 
-from tether.hashing import CookieKey
+from xxhash import xxh64_intdigest
+
+from tether.hashing import CookieKey, Maglev
 from tether.hashing.keys.config import key_from_model
+from tether.hashing.keys.parse import cookie_needle, scan_cookie
 from tether.models.table import TableDocument, TableDocumentError
 
 from .http import split_host_port
@@ -84,8 +87,11 @@ class Route:
         "kind",
         "local_codes",
         "mode",
+        "needle",
         "rr",
         "schedule",
+        "size",
+        "table",
         "targets",
         "total_active",
     )
@@ -105,6 +111,9 @@ class Route:
         self.hkey = None  # the single hash key Istio emits (keys[0]), None = random pick
         self.is_cookie = False
         self.is_ketama = False
+        self.needle: bytes | None = None  # cookie key on a Maglev table: pick_first inlines it
+        self.table = None
+        self.size = 0
         policy = doc.policy
         if policy.type == "consistentHash":
             try:
@@ -130,11 +139,27 @@ class Route:
             )
             self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
+        chooser = self.chooser
+        if self.mode == "hash" and self.is_cookie and isinstance(chooser, Maglev) and chooser.size:
+            self.needle = cookie_needle(self.hkey.name, True)  # None: the name never matches
+            self.table = chooser.table
+            self.size = chooser.size
 
     # -- choosing ---------------------------------------------------------------------------
 
     def pick_first(self, request) -> int | None:
-        """``pick(request, 0, None, None)`` with the common consistent-hash case unrolled."""
+        """``pick(request, 0, None, None)`` with the common consistent-hash case unrolled.
+
+        ``request`` is an Exchange. A cookie key over a Maglev table is evaluated inline, as
+        Envoy's CookieHashMethod (a non-empty value → XXH64) and ``Maglev.choose(h, 0)``.
+        """
+        needle = self.needle
+        if needle is not None:
+            cookies = request.cookies
+            value = scan_cookie(cookies, needle) if cookies else None
+            if value:
+                h = request.hash = xxh64_intdigest(value)
+                return self.table[h % self.size]
         if self.mode != "hash" or self.is_ketama or not self.targets:
             return self.pick(request, 0, None, None)
         key = self.hkey

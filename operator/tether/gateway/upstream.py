@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpResponseParser
 
 from .http import F_CHUNKED, F_LENGTH, response_head, strip_response_hop_headers
+from .wire import scan_response
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -47,6 +48,7 @@ class UpstreamConnection(asyncio.Protocol):
         "hpos",
         "info",
         "keep",
+        "left",
         "mode",
         "out",
         "parser",
@@ -69,6 +71,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.info = False
         self.done = False
         self.keep = False
+        self.left = 0  # fast path: body bytes of the current response still to relay
         self.reset_parser = False
         self.mode = M_LENGTH
         self.out: list[bytes] = []
@@ -138,7 +141,41 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None:  # nothing may arrive on an idle connection
             self.transport.close()
             return
+        if self.left:
+            self._relay_body(ex, data)
+            return
         if self.head_wait:
+            if not self.hbuf:
+                # Fast path: a whole head at data[0] with a Content-Length body (wire); llhttp
+                # is not fed, so it stays at a message boundary for the next response.
+                gw = self.gw
+                if (
+                    ex.set_cookie is None
+                    and ex.keep_alive
+                    and ex.body_done
+                    and not ex.http10
+                    and not gw.draining
+                ):
+                    extra = b""
+                else:
+                    extra = _extra(ex, gw.draining)
+                r = scan_response(data, extra, ex.is_head)
+                if r.__class__ is tuple:
+                    out, status, body, left, keep = r
+                    self.head_wait = False
+                    ex.status = status
+                    ex.resp_bytes = body
+                    client = ex.client
+                    if not client.closed:
+                        client.transport.write(out)
+                        ex.resp_started = True
+                    self.keep = keep
+                    if left:
+                        self.left = left
+                        self.deadline = gw.clock + gw.config.upstream_timeout
+                    else:
+                        self._finish(ex)
+                    return
             self.hbuf = self.hbuf + data if self.hbuf else data
         out = self.out = []
         try:
@@ -160,6 +197,24 @@ class UpstreamConnection(asyncio.Protocol):
                 self.hpos = 0
         else:
             self.deadline = self.gw.clock + self.gw.config.upstream_timeout
+
+    def _relay_body(self, ex: Exchange, data: bytes) -> None:
+        """Fast path: relay Content-Length body bytes as they are; finish at the last one."""
+        left = self.left
+        n = len(data)
+        if n > left:  # bytes after the end of the response: relay it, then drop the connection
+            data = data[:left]
+            n = left
+            self.keep = False
+        self.left = left = left - n
+        ex.resp_bytes += n
+        client = ex.client
+        if not client.closed:
+            client.transport.write(data)
+        if left:
+            self.deadline = self.gw.clock + self.gw.config.upstream_timeout
+        else:
+            self._finish(ex)
 
     def _broken(self, ex: Exchange, why: str) -> None:
         self.ex = None
@@ -255,6 +310,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.out.append(b"0\r\n\r\n")
         self.keep = self.parser.should_keep_alive()  # only valid inside the callback
         self.done = True
+
+
+def _extra(ex: Exchange, draining: bool) -> bytes:
+    """Lines the gateway adds to a Content-Length response head: Set-Cookie, Connection."""
+    extra = b"" if ex.set_cookie is None else b"set-cookie: " + ex.set_cookie + b"\r\n"
+    if not ex.keep_alive or not ex.body_done or draining:
+        extra += b"connection: close\r\n"
+    elif ex.http10:
+        extra += b"connection: keep-alive\r\n"
+    return extra
 
 
 def _drop_line(head: bytes, low: bytes, marker: bytes) -> bytes:

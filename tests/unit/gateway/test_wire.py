@@ -57,12 +57,12 @@ _request_line = st.tuples(
     _mostly(
         [b"GET", b"HEAD", b"POST", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"PUT"],
         [b"CONNECT", b"get", b"QUERY", b"GETX"],
-    ),  # fmt: skip
+    ),
     st.one_of(
         _mostly(
             [b"/", b"/a?b=c&d", b"/x#f", b"//", b"/status/418?x=1"],
             [b"*", b"http://h/p", b"/sp ace"],
-        ),  # fmt: skip
+        ),
         st.binary(max_size=10).map(lambda b: b"/" + b),
     ),
     _mostly([b"HTTP/1.1", b"HTTP/1.0"], [b"HTTP/1.2", b"HTTP/2.0", b"http/1.1", b""]),
@@ -169,12 +169,12 @@ def test_request_native_equals_reference_and_llhttp(case, trusted, limit):
     assert up.complete == 1 and up.parser.get_http_version() == "1.1"
     assert up.parser.get_method() == method and up.url == path
     gone = {b"connection", b"keep-alive", b"te", b"trailer", b"proxy-authorization",
-            b"proxy-connection", b"proxy-authenticate", b"x-forwarded-for", b"x-forwarded-proto"}  # fmt: skip
+            b"proxy-authenticate", b"x-forwarded-for", b"x-forwarded-proto"}  # fmt: skip
     kept = [(n, v) for n, v in rec.headers if n not in gone]
     proto = _values(rec.headers, b"x-forwarded-proto")
     want_proto = proto[-1] if trusted and proto and proto[-1] else b"http"
     fwd = PEER if xff is None else xff + b", " + PEER
-    assert up.headers == kept + [(b"x-forwarded-for", fwd), (b"x-forwarded-proto", want_proto)]
+    assert up.headers == [*kept, (b"x-forwarded-for", fwd), (b"x-forwarded-proto", want_proto)]
     assert wire.header_values(buf, start, end, b"cookie") == list(cookies)
     assert reference.header_values(buf, start, end, b"accept") == wire.header_values(
         buf, start, end, b"accept"
@@ -200,8 +200,7 @@ def test_response_native_equals_reference_and_llhttp(buf, extra, head_request):
         if rest:
             rec.parser.feed_data(rest)
         assert rec.complete == 1 and rec.keep[-1] == keep and rec.body == rest
-    gone = {b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
-            b"trailer"}  # fmt: skip
+    gone = {b"connection", b"keep-alive", b"proxy-authenticate", b"trailer"}
     relayed = _llhttp(out + b"x" * left, httptools.HttpResponseParser) if not head_request else None
     if relayed is not None:
         want = [(n, v) for n, v in rec.headers if n not in gone]
@@ -228,7 +227,7 @@ def test_common_heads_take_the_fast_path():
         b'Accept: */*\r\nConnection: keep-alive\r\nCookie: a=1\r\nCookie: sticky="v"\r\n'
         b"X-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\nX-Forwarded-Proto: https\r\n\r\n"
     )
-    end, head, _, path, host, cookies, xff, flags = wire.scan_request(browser, 0, PEER, True, 8192)
+    _, head, _, path, host, cookies, xff, _ = wire.scan_request(browser, 0, PEER, True, 8192)
     assert (path, host, cookies, xff) == (
         b"/status/333?x=1",
         b"httpbin",
