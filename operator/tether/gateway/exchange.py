@@ -25,30 +25,77 @@ _NOT_FORWARDED = frozenset(
 class Exchange:
     """One request/response; also the ``RequestView`` the hashing layer reads."""
 
-    # Class-level defaults: a new exchange only stores what differs (cheaper than 40 slots).
-    host = xff = xfp = conn_drop = None
-    chunked = head_done = body_done = http10 = is_head = saw_connection = False
-    keep_alive = True
-    method = b""
-    route = target = upstream = head = tried = None
-    index = -1
-    hash = rand = key_text = generated = set_cookie = None
-    attempt = attempts = body_size = pending_size = status = resp_bytes = 0
-    t0 = t_up = 0.0
-    resp_started = finished = local = stale_retry = False
-    error = ""
-    # Parsed by llhttp callbacks: (lname, name, value) of forwarded headers; else None and the
-    # fast path's raw head ``raw[raw_start:raw_end]`` answers ``header_values``.
-    headers: list[tuple[bytes, bytes, bytes]] | None = None
-    raw: bytes | None = None
-    raw_start = raw_end = 0
-    cookies: list[bytes] | tuple[bytes, ...] = ()
-    pending: list[bytes] = ()  # type: ignore[assignment]  # request bytes not yet sent upstream
+    # Every field is a slot, set in __init__ (the native lane fills the same slots directly).
+    __slots__ = (
+        "attempt",  # Envoy retry attempt of the chosen host
+        "attempts",  # upstreams tried
+        "body_done",  # the request (head and body) has been received completely
+        "body_size",
+        "chunked",  # request body is chunked
+        "client",
+        "conn_drop",  # header names listed in the request's Connection header
+        "cookies",  # Cookie header values
+        "error",  # why the gateway answered itself ("" otherwise)
+        "finished",
+        "generated",  # generated affinity cookie value, or None
+        "hash",  # the request's affinity hash, or None
+        "head",  # the request head as sent upstream
+        "head_done",
+        "headers",  # slow path: (lname, name, value) of forwarded headers; fast path: None
+        "host",
+        "http10",
+        "index",  # index of target in route.targets while counted in route.active, else -1
+        "is_head",
+        "keep_alive",
+        "key_text",
+        "local",  # answered by the gateway itself
+        "method",
+        "path",
+        "pending",  # request bytes not yet sent upstream
+        "pending_size",
+        "rand",
+        "raw",  # fast path: the read buffer holding the head raw[raw_start:raw_end]
+        "raw_end",
+        "raw_start",
+        "remote_ip",
+        "resp_bytes",  # response body bytes relayed
+        "resp_started",
+        "route",
+        "saw_connection",
+        "set_cookie",
+        "stale_retry",
+        "status",
+        "t0",  # head complete (perf_counter)
+        "t_up",  # sent upstream (perf_counter)
+        "target",
+        "tried",
+        "upstream",
+        "xff",
+        "xfp",
+    )
 
     def __init__(self, client: ClientProtocol, path: bytes) -> None:
         self.client = client
         self.path = path
         self.remote_ip = client.peer_ip
+        self.host = self.xff = self.xfp = self.conn_drop = None
+        self.chunked = self.head_done = self.body_done = self.http10 = False
+        self.is_head = self.saw_connection = False
+        self.keep_alive = True
+        self.method = b""
+        self.route = self.target = self.upstream = self.head = self.tried = None
+        self.index = -1
+        self.hash = self.rand = self.key_text = self.generated = self.set_cookie = None
+        self.attempt = self.attempts = self.body_size = self.pending_size = 0
+        self.status = self.resp_bytes = 0
+        self.t0 = self.t_up = 0.0
+        self.resp_started = self.finished = self.local = self.stale_retry = False
+        self.error = ""
+        self.headers: list[tuple[bytes, bytes, bytes]] | None = None
+        self.raw: bytes | None = None
+        self.raw_start = self.raw_end = 0
+        self.cookies: list[bytes] | tuple[bytes, ...] = ()
+        self.pending: list[bytes] | tuple[bytes, ...] = ()
 
     # RequestView (tether.hashing.keys.RequestView)
     def header_values(self, lname: bytes) -> list[bytes]:
@@ -70,3 +117,15 @@ class Exchange:
         self.generated = value
         self.set_cookie = key.set_cookie(value).encode("latin-1")
         return value
+
+
+class _Nobody:
+    peer_ip = ""
+
+
+def exchange_template() -> Exchange:
+    """An exchange with every field at its default (the native lane starts from a copy)."""
+    ex = Exchange.__new__(Exchange)
+    Exchange.__init__(ex, _Nobody, b"")  # type: ignore[arg-type]
+    ex.client = None  # type: ignore[assignment]
+    return ex

@@ -29,7 +29,6 @@ from httptools import (
 from tether.hashing import generate_cookie_value
 
 from .exchange import Exchange
-from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 from .http import (
     H_CONNECTION,
     H_COOKIE,
@@ -41,6 +40,7 @@ from .http import (
     connection_tokens,
     local_response,
 )
+from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 
 log = logging.getLogger("tether.gateway")
 
@@ -168,7 +168,7 @@ class ClientProtocol(asyncio.Protocol):
             start = 0
             while True:
                 r = scan_request(data, start, self.peer_ip_b, self.peer_trusted, self.max_head)
-                if r.__class__ is not tuple:
+                if r is None:
                     break
                 end, head, method, path, host, cookies, xff, flags = r
                 ex = Exchange(self, path)
@@ -192,9 +192,7 @@ class ClientProtocol(asyncio.Protocol):
                     self.active = ex
                     self._dispatch(ex)
                 else:
-                    if self.queue is None:
-                        self.queue = deque()
-                    self.queue.append(ex)
+                    self._enqueue(ex)
                 if not ex.keep_alive:
                     self.ignore = True  # nothing may follow a request that closes
                 if self.ignore or end == len(data):
@@ -202,7 +200,11 @@ class ClientProtocol(asyncio.Protocol):
                 start = end
             if start:
                 data = data[start:]
-            self.boundary = False
+        self._slow_data(data)
+
+    def _slow_data(self, data: bytes) -> None:
+        """Feed llhttp (the callbacks below); it is the judge of anything the fast path left."""
+        self.boundary = False
         self.data = data
         self.fresh = self.cur is None  # a new message starts at data[0]
         try:
@@ -316,9 +318,13 @@ class ClientProtocol(asyncio.Protocol):
             self.active = ex
             self._dispatch(ex)
         else:
-            if self.queue is None:
-                self.queue = deque()
-            self.queue.append(ex)
+            self._enqueue(ex)
+
+    def _enqueue(self, ex: Exchange) -> None:
+        """A pipelined request waits until the one before it is answered."""
+        if self.queue is None:
+            self.queue = deque()
+        self.queue.append(ex)
 
     def on_body(self, body: bytes) -> None:
         ex = self.cur

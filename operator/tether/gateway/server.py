@@ -19,6 +19,7 @@ import signal
 from bisect import bisect_left
 from time import perf_counter
 
+from . import native  # noqa: F401  (installs the native lane when it is built)
 from .accesslog import AccessLog, fragment
 from .admin import start_admin
 from .config import GatewayConfig
@@ -130,10 +131,8 @@ class Gateway:
         end = perf_counter()
         if ex.local or target is None:
             codes = route.local_codes if route is not None else self._no_route_codes
-            upstream = ""
         else:
             codes = target.codes
-            upstream = target.authority
             hist = route.hist
             if ex.t_up and hist is not None:  # upstream latency histogram
                 seconds = end - ex.t_up
@@ -141,15 +140,21 @@ class Gateway:
                 hist.sum += seconds
         codes[status] = codes.get(status, 0) + 1
         if self.accesslog.enabled:
-            rkey = route.key if route is not None else ""
-            if upstream:
-                where = target.log_fragment
-            else:
-                where = fragment("", "", rkey, route.kind if route is not None else "")
-            self.accesslog.write_line(
-                ex.method, ex.path, status, where, ex.hash, ex.generated is not None,
-                end - ex.t0, ex.resp_bytes, ex.remote_ip, ex.attempts, ex.error,
-            )  # fmt: skip
+            self.log_exchange(ex, end)
+
+    def log_exchange(self, ex, end: float) -> None:
+        """The access-log line of a finished exchange (``end`` is its perf_counter time)."""
+        route = ex.route
+        target = ex.target
+        rkey = route.key if route is not None else ""
+        if ex.local or target is None:
+            where = fragment("", "", rkey, route.kind if route is not None else "")
+        else:
+            where = target.log_fragment
+        self.accesslog.write_line(
+            ex.method, ex.path, ex.status, where, ex.hash, ex.generated is not None,
+            end - ex.t0, ex.resp_bytes, ex.remote_ip, ex.attempts, ex.error,
+        )  # fmt: skip
 
     def swap(self, router: Router) -> None:
         """Install a new routing table set atomically; close idle connections it no longer uses."""

@@ -144,38 +144,42 @@ class UpstreamConnection(asyncio.Protocol):
         if self.left:
             self._relay_body(ex, data)
             return
-        if self.head_wait:
-            if not self.hbuf:
-                # Fast path: a whole head at data[0] with a Content-Length body (wire); llhttp
-                # is not fed, so it stays at a message boundary for the next response.
-                gw = self.gw
-                if (
-                    ex.set_cookie is None
-                    and ex.keep_alive
-                    and ex.body_done
-                    and not ex.http10
-                    and not gw.draining
-                ):
-                    extra = b""
+        if self.head_wait and not self.hbuf:
+            # Fast path: a whole head at data[0] with a Content-Length body (wire); llhttp
+            # is not fed, so it stays at a message boundary for the next response.
+            gw = self.gw
+            if (
+                ex.set_cookie is None
+                and ex.keep_alive
+                and ex.body_done
+                and not ex.http10
+                and not gw.draining
+            ):
+                extra = b""
+            else:
+                extra = _extra(ex, gw.draining)
+            r = scan_response(data, extra, ex.is_head)
+            if r is not None:
+                out, status, body, left, keep = r
+                self.head_wait = False
+                ex.status = status
+                ex.resp_bytes = body
+                client = ex.client
+                if not client.closed:
+                    client.transport.write(out)
+                    ex.resp_started = True
+                self.keep = keep
+                if left:
+                    self.left = left
+                    self.deadline = gw.clock + gw.config.upstream_timeout
                 else:
-                    extra = _extra(ex, gw.draining)
-                r = scan_response(data, extra, ex.is_head)
-                if r.__class__ is tuple:
-                    out, status, body, left, keep = r
-                    self.head_wait = False
-                    ex.status = status
-                    ex.resp_bytes = body
-                    client = ex.client
-                    if not client.closed:
-                        client.transport.write(out)
-                        ex.resp_started = True
-                    self.keep = keep
-                    if left:
-                        self.left = left
-                        self.deadline = gw.clock + gw.config.upstream_timeout
-                    else:
-                        self._finish(ex)
-                    return
+                    self._finish(ex)
+                return
+        self._slow_data(ex, data)
+
+    def _slow_data(self, ex: Exchange, data: bytes) -> None:
+        """Feed llhttp: responses the fast path left (chunked, 1xx, read-until-close, ...)."""
+        if self.head_wait:
             self.hbuf = self.hbuf + data if self.hbuf else data
         out = self.out = []
         try:

@@ -10,13 +10,21 @@ import pytest
 from .harness import Harness
 
 
-@pytest.fixture
-def h():
+@pytest.fixture(params=["native", "python"])
+def h(request):
+    """A harness; every socket-level test runs on the native lane and on pure Python."""
+    from tether.gateway import native
+
+    if request.param == "native":
+        assert native.enable()  # the extension is built by `pip install -e .`
+    else:
+        native.disable()
     harness = Harness()
     try:
         yield harness
     finally:
         harness.close()
+        native.enable()
 
 
 def get(

@@ -143,7 +143,7 @@ def _values(headers, name: bytes) -> list[bytes]:
 # -- properties -----------------------------------------------------------------------------
 
 
-@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(requests(), st.booleans(), st.sampled_from([40, 4096]))
 @example((b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 0), True, 4096)
 def test_request_native_equals_reference_and_llhttp(case, trusted, limit):
@@ -153,6 +153,8 @@ def test_request_native_equals_reference_and_llhttp(case, trusted, limit):
     if not isinstance(native, tuple):
         return
     end, head, method, path, host, cookies, xff, flags = native
+    assert all(wire.scan_request(buf[:cut], start, PEER, trusted, limit) is None
+               for cut in range(start, end))  # fmt: skip  # a head not complete yet is left alone
     rec = _llhttp(buf[start:end])  # accepted: llhttp must agree on every fact we use
     assert rec.complete == 1 and rec.body == b""
     assert rec.parser.get_method() == method and rec.url == path
@@ -181,7 +183,7 @@ def test_request_native_equals_reference_and_llhttp(case, trusted, limit):
     )
 
 
-@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(responses(), st.sampled_from([b"", b"set-cookie: s=1\r\n"]), st.booleans())
 def test_response_native_equals_reference_and_llhttp(buf, extra, head_request):
     native = wire.scan_response(buf, extra, head_request)
@@ -189,6 +191,8 @@ def test_response_native_equals_reference_and_llhttp(buf, extra, head_request):
     if not isinstance(native, tuple):
         return
     out, status, body, left, keep = native
+    assert all(wire.scan_response(buf[:cut], extra, head_request) is None
+               for cut in range(buf.index(b"\r\n\r\n") + 4))  # fmt: skip
     hend = buf.index(b"\r\n\r\n") + 4
     rec = _Recorder()
     rec.parser = httptools.HttpResponseParser(rec)
@@ -252,7 +256,7 @@ def test_what_is_left_to_llhttp():
     def req(text: bytes):
         return wire.scan_request(text, 0, PEER, False, 65536)
 
-    assert req(b"GET / HTTP/1.1\r\nHost: a\r\n") == wire.INCOMPLETE
+    assert req(b"GET / HTTP/1.1\r\nHost: a\r\n") is None  # not complete yet
     for slow in (
         b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",  # a body
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -264,12 +268,12 @@ def test_what_is_left_to_llhttp():
         b"GARBAGE / NOT-HTTP\r\n\r\n",
         b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
     ):
-        assert req(slow) == wire.SLOW, slow
-    assert wire.scan_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, PEER, False, 20) == wire.SLOW
+        assert req(slow) is None, slow
+    assert wire.scan_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0, PEER, False, 20) is None
     for slow in (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
         b"HTTP/1.1 100 Continue\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab",  # bytes after the response
     ):
-        assert wire.scan_response(slow, b"", False) == wire.SLOW, slow
+        assert wire.scan_response(slow, b"", False) is None, slow

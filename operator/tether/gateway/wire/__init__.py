@@ -6,8 +6,9 @@ validate a strict subset of HTTP/1.1 and return the bytes to forward (the origin
 hop-by-hop lines removed and the gateway's lines spliced in), so no per-header Python callback
 runs. Anything outside that subset (bodies on requests, chunked or close-delimited responses,
 1xx, Upgrade, Connection naming other headers, duplicate Host/Content-Length/Connection,
-obs-fold, bare CR/LF, unknown methods, absolute-form targets, oversized heads) returns
-``SLOW`` and the caller feeds the same bytes to llhttp, which stays the judge of validity.
+obs-fold, bare CR/LF, unknown methods, absolute-form targets, heads not complete yet or
+oversized) returns None and the caller feeds the same bytes to llhttp, which stays the judge
+of validity.
 
 Invariants (tested on random heads): the native module and ``reference`` return identical
 results; every head accepted here is accepted by llhttp with the same method, target,
@@ -17,7 +18,7 @@ header values and keep-alive decision, and both parsers sit at a message boundar
 from __future__ import annotations
 
 from . import reference
-from .reference import F_HTTP10, F_KEEP_ALIVE, INCOMPLETE, SLOW
+from .reference import F_HTTP10, F_KEEP_ALIVE
 
 try:
     from . import _wire
@@ -32,9 +33,7 @@ header_values = _wire.header_values if _wire else reference.header_values
 __all__ = [
     "F_HTTP10",
     "F_KEEP_ALIVE",
-    "INCOMPLETE",
     "NATIVE",
-    "SLOW",
     "header_values",
     "scan_request",
     "scan_response",

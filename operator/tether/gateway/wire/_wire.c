@@ -3,39 +3,30 @@
  * the two equal on random heads, and hold every head accepted here to llhttp's reading).
  *
  * scan_request(buf, start, peer, trusted, limit)
- *     -> (end, head, method, path, host, cookies, xff, flags) | 0 (INCOMPLETE) | 1 (SLOW)
- * scan_response(buf, extra, head_request) -> (out, status, body, left, keep) | 0 | 1
+ *     -> (end, head, method, path, host, cookies, xff, flags) | None
+ * scan_response(buf, extra, head_request) -> (out, status, body, left, keep) | None
  * header_values(buf, start, end, lname) -> list[bytes]
  *
- * Only a strict, common subset of HTTP/1.1 is accepted; anything else returns SLOW and the
- * caller hands the bytes to llhttp, which answers errors and handles bodies and upgrades.
+ * Only a strict, common subset of HTTP/1.1 is accepted; for anything else (including a head
+ * not complete yet) the result is None and the caller hands the bytes to llhttp, which
+ * answers errors and handles bodies and upgrades. Heads are parsed in one forward pass.
+ * The native lane (lane.c) uses the same parsers without building tuples.
  */
 #define _GNU_SOURCE
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "wire.h"
+
 #include <string.h>
 
-#define INCOMPLETE 0
-#define SLOW 1
-#define F_KEEP_ALIVE 1
-#define F_HTTP10 2
-#define MAX_SPANS 64 /* dropped lines / cookie / xff values per head; more → SLOW */
 #define MAX_CL_DIGITS 18
 
 static unsigned char TCHAR[256];
 static unsigned char VALUE[256];
 static unsigned char TARGET[256];
 
-static const char *METHOD_NAMES[] = {"GET",     "HEAD",  "POST",  "PUT",
-                                     "DELETE",  "OPTIONS", "PATCH", "TRACE"};
-#define N_METHODS 8
+static const char *METHOD_NAMES[N_METHODS] = {"GET",    "HEAD",    "POST",  "PUT",
+                                              "DELETE", "OPTIONS", "PATCH", "TRACE"};
 static PyObject *METHOD_OBJS[N_METHODS];
 static PyObject *EMPTY_TUPLE;
-
-typedef struct {
-    const char *p;
-    Py_ssize_t n;
-} span;
 
 static void init_tables(void) {
     const char *t = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -53,8 +44,6 @@ static void init_tables(void) {
         TARGET[c] = 1;
     }
 }
-
-static PyObject *code(int c) { return PyLong_FromLong(c); }
 
 /* Case-insensitive equality of name[0:n] with a lower-case literal. */
 static int name_is(const char *name, Py_ssize_t n, const char *lit, Py_ssize_t m) {
@@ -75,36 +64,40 @@ static int name_is(const char *name, Py_ssize_t n, const char *lit, Py_ssize_t m
 #define IS(lit) name_is(name, nlen, lit, (Py_ssize_t)(sizeof(lit) - 1))
 
 /*
- * Parse one header line at p (lines end before `last`, the offset of the final CRLFCRLF).
- * On success sets name/nlen, value/vlen (leading SP/HTAB removed), returns the next line.
- * Returns NULL for a line outside the fast-path grammar.
+ * Parse one header line at p; nothing at or after `e` is read. On success sets name/nlen,
+ * value/vlen (leading SP/HTAB removed) and returns the start of the next line; NULL for a
+ * line outside the fast-path grammar or one not complete before `e`.
  */
-static const char *header_line(const char *p, const char *last, const char **name,
+static const char *header_line(const char *p, const char *e, const char **name,
                                Py_ssize_t *nlen, const char **value, Py_ssize_t *vlen) {
     const char *q = p;
-    while (q < last && TCHAR[(unsigned char)*q]) {
+    while (q < e && TCHAR[(unsigned char)*q]) {
         q++;
     }
-    if (q == p || q >= last || *q != ':') {
+    if (q == p || q >= e || *q != ':') {
         return NULL;
     }
     *name = p;
     *nlen = q - p;
     q++;
-    while (q < last && (*q == ' ' || *q == '\t')) {
+    while (q < e && (*q == ' ' || *q == '\t')) {
         q++;
     }
     const char *v = q;
-    while (q < last + 2 && VALUE[(unsigned char)*q]) {
+    while (q < e && VALUE[(unsigned char)*q]) {
         q++;
     }
-    /* the line must end in CRLF, at or before the head's final CRLF */
-    if (q > last || q[0] != '\r' || q[1] != '\n') {
+    if (e - q < 2 || q[0] != '\r' || q[1] != '\n') {
         return NULL;
     }
     *value = v;
     *vlen = q - v;
     return q + 2;
+}
+
+/* 1 if a blank line (the end of the head) starts at p, before e. */
+static inline int blank_line(const char *p, const char *e) {
+    return e - p >= 2 && p[0] == '\r' && p[1] == '\n';
 }
 
 /* Connection value as one token: 1 close, 2 keep-alive, 0 anything else. */
@@ -121,37 +114,26 @@ static int conn_token(const char *v, Py_ssize_t n) {
     return 0;
 }
 
-static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "scan_request(buf, start, peer, trusted, limit)");
-        return NULL;
+static int add_span(span *arr, int *n, const char *p, Py_ssize_t len) {
+    if (*n == MAX_SPANS) {
+        return 0;
     }
-    const char *buf = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
-    int trusted = PyObject_IsTrue(args[3]);
-    if ((start == -1 || limit == -1 || trusted == -1) && PyErr_Occurred()) {
-        return NULL;
-    }
+    arr[*n].p = p;
+    arr[(*n)++].n = len;
+    return 1;
+}
+
+int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssize_t limit,
+                       request_head *r) {
     if (start < 0 || start > len) {
-        PyErr_SetString(PyExc_ValueError, "start outside buf");
-        return NULL;
+        return 0;
     }
     const char *s = buf + start;
-    const char *e = buf + len;
-    const char *hit = memmem(s, (size_t)(e - s), "\r\n\r\n", 4);
-    if (hit == NULL) {
-        return code(e - s > limit ? SLOW : INCOMPLETE);
-    }
-    const char *last = hit; /* final CRLFCRLF */
-    Py_ssize_t end = (hit + 4) - buf;
-    if (end - start > limit) {
-        return code(SLOW);
-    }
+    /* the whole head must fit in [s, e): the buffer, and at most `limit` bytes */
+    const char *e = (len - start > limit) ? s + (limit > 0 ? limit : 0) : buf + len;
     /* request line: METHOD SP /target SP HTTP/1.x CRLF */
     const char *p = s;
-    while (p < last && *p >= 'A' && *p <= 'Z') {
+    while (p < e && *p >= 'A' && *p <= 'Z') {
         p++;
     }
     int m = -1;
@@ -162,78 +144,72 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
             break;
         }
     }
-    if (m < 0 || p >= last || *p != ' ' || p[1] != '/') {
-        return code(SLOW);
+    if (m < 0 || e - p < 2 || *p != ' ' || p[1] != '/') {
+        return 0;
     }
-    const char *target = ++p;
-    while (p < last && TARGET[(unsigned char)*p]) {
+    r->s = s;
+    r->method = m;
+    r->target = ++p;
+    while (p < e && TARGET[(unsigned char)*p]) {
         p++;
     }
-    Py_ssize_t tlen = p - target;
-    if (last - p < 9 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1')) {
-        return code(SLOW);
+    r->tlen = p - r->target;
+    if (e - p < 11 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1') ||
+        p[9] != '\r' || p[10] != '\n') {
+        return 0;
     }
-    int http10 = p[8] == '0';
-    const char *version_digit = p + 8;
-    p += 9;
-    if (p[0] != '\r' || p[1] != '\n') {
-        return code(SLOW);
-    }
-    p += 2;
-    /* header lines */
-    span drop[MAX_SPANS], cookies[MAX_SPANS], xffs[MAX_SPANS];
-    int ndrop = 0, ncookie = 0, nxff = 0;
-    const char *host = NULL, *xfp = NULL;
-    Py_ssize_t hostlen = 0, xfplen = 0, dropped = 0, xfflen = 0;
+    r->http10 = p[8] == '0';
+    r->version_digit = p + 8;
+    p += 11;
+    r->ndrop = r->ncookie = r->nxff = 0;
+    r->dropped = r->xfflen = 0;
+    r->host = r->xfp = NULL;
+    r->hostlen = r->xfplen = 0;
     int conn = -1, seen_cl = 0;
-    while (p < last + 2) {
+    while (!blank_line(p, e)) {
         const char *name, *value;
         Py_ssize_t nlen, vlen;
-        const char *next = header_line(p, last, &name, &nlen, &value, &vlen);
+        const char *next = header_line(p, e, &name, &nlen, &value, &vlen);
         if (next == NULL) {
-            return code(SLOW);
+            return 0;
         }
         int drop_line = 0;
         if (IS("host")) {
-            if (host != NULL) {
-                return code(SLOW);
+            if (r->host != NULL) {
+                return 0;
             }
-            host = value;
-            hostlen = vlen;
+            r->host = value;
+            r->hostlen = vlen;
         } else if (IS("cookie")) {
-            if (ncookie == MAX_SPANS) {
-                return code(SLOW);
+            if (!add_span(r->cookies, &r->ncookie, value, vlen)) {
+                return 0;
             }
-            cookies[ncookie].p = value;
-            cookies[ncookie++].n = vlen;
         } else if (IS("x-forwarded-for")) {
-            if (nxff == MAX_SPANS) {
-                return code(SLOW);
+            if (!add_span(r->xffs, &r->nxff, value, vlen)) {
+                return 0;
             }
-            xffs[nxff].p = value;
-            xffs[nxff++].n = vlen;
-            xfflen += vlen + (nxff > 1 ? 2 : 0);
+            r->xfflen += vlen + (r->nxff > 1 ? 2 : 0);
             drop_line = 1;
         } else if (IS("x-forwarded-proto")) {
-            xfp = value;
-            xfplen = vlen;
+            r->xfp = value;
+            r->xfplen = vlen;
             drop_line = 1;
         } else if (IS("connection")) {
             if (conn >= 0) {
-                return code(SLOW);
+                return 0;
             }
             conn = conn_token(value, vlen);
             if (conn == 0) {
-                return code(SLOW);
+                return 0;
             }
             drop_line = 1;
         } else if (IS("content-length")) {
             if (seen_cl || vlen == 0) {
-                return code(SLOW);
+                return 0;
             }
             for (Py_ssize_t i = 0; i < vlen; i++) {
                 if (value[i] != '0') {
-                    return code(SLOW);
+                    return 0;
                 }
             }
             seen_cl = 1;
@@ -241,49 +217,57 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
                    IS("te") || IS("trailer")) {
             drop_line = 1;
         } else if (IS("upgrade") || IS("transfer-encoding") || IS("proxy-connection")) {
-            return code(SLOW);
+            return 0;
         }
         if (drop_line) {
-            if (ndrop == MAX_SPANS) {
-                return code(SLOW);
+            if (!add_span(r->drop, &r->ndrop, p, next - p)) {
+                return 0;
             }
-            drop[ndrop].p = p;
-            drop[ndrop++].n = next - p;
-            dropped += next - p;
+            r->dropped += next - p;
         }
         p = next;
     }
-    if (host == NULL) {
-        return code(SLOW);
+    if (r->host == NULL) {
+        return 0;
     }
-    const char *proto = (trusted && xfp != NULL && xfplen > 0) ? xfp : "http";
-    Py_ssize_t protolen = (trusted && xfp != NULL && xfplen > 0) ? xfplen : 4;
-    const char *peer = PyBytes_AS_STRING(args[2]);
-    Py_ssize_t peerlen = PyBytes_GET_SIZE(args[2]);
-    /* body: [start, last+2) minus dropped lines; tail: XFF, XFP, blank line */
-    Py_ssize_t size = (last + 2 - s) - dropped + 17 + (nxff ? xfflen + 2 : 0) + peerlen + 21 +
-                      protolen + 4;
-    PyObject *head = PyBytes_FromStringAndSize(NULL, size);
-    if (head == NULL) {
-        return NULL;
-    }
-    char *o = PyBytes_AS_STRING(head);
-    const char *from = s;
-    for (int i = 0; i < ndrop; i++) {
+    r->last = p - 2;
+    r->end = (p + 2) - buf;
+    r->keep = r->http10 ? conn == 2 : conn != 1;
+    return 1;
+}
+
+/* Copy [from, stop) minus the dropped spans (in order, inside the range) to o. */
+static char *copy_kept(char *o, const char *from, const char *stop, const span *drop, int n) {
+    for (int i = 0; i < n; i++) {
         memcpy(o, from, (size_t)(drop[i].p - from));
         o += drop[i].p - from;
         from = drop[i].p + drop[i].n;
     }
-    memcpy(o, from, (size_t)(last + 2 - from));
-    o += last + 2 - from;
-    if (http10) { /* the request line is never dropped: patch the copied version digit */
-        PyBytes_AS_STRING(head)[version_digit - s] = '1';
+    memcpy(o, from, (size_t)(stop - from));
+    return o + (stop - from);
+}
+
+PyObject *wire_request_head(const request_head *r, const char *peer, Py_ssize_t peerlen,
+                            int trusted) {
+    int own_proto = trusted && r->xfp != NULL && r->xfplen > 0;
+    const char *proto = own_proto ? r->xfp : "http";
+    Py_ssize_t protolen = own_proto ? r->xfplen : 4;
+    /* kept lines; then "x-forwarded-for: " [xff ", "] peer CRLF "x-forwarded-proto: " .. */
+    Py_ssize_t size = (r->last + 2 - r->s) - r->dropped + 17 +
+                      (r->nxff ? r->xfflen + 2 : 0) + peerlen + 21 + protolen + 4;
+    PyObject *head = PyBytes_FromStringAndSize(NULL, size);
+    if (head == NULL) {
+        return NULL;
+    }
+    char *o = copy_kept(PyBytes_AS_STRING(head), r->s, r->last + 2, r->drop, r->ndrop);
+    if (r->http10) { /* the request line is never dropped: patch the copied version digit */
+        PyBytes_AS_STRING(head)[r->version_digit - r->s] = '1';
     }
     memcpy(o, "x-forwarded-for: ", 17);
     o += 17;
-    for (int i = 0; i < nxff; i++) {
-        memcpy(o, xffs[i].p, (size_t)xffs[i].n);
-        o += xffs[i].n;
+    for (int i = 0; i < r->nxff; i++) {
+        memcpy(o, r->xffs[i].p, (size_t)r->xffs[i].n);
+        o += r->xffs[i].n;
         memcpy(o, ", ", 2);
         o += 2;
     }
@@ -294,76 +278,196 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
     memcpy(o, proto, (size_t)protolen);
     o += protolen;
     memcpy(o, "\r\n\r\n", 4);
-    int keep = http10 ? conn == 2 : conn != 1;
-    int flags = (keep ? F_KEEP_ALIVE : 0) | (http10 ? F_HTTP10 : 0);
+    return head;
+}
 
-    PyObject *path = NULL, *hostobj = NULL, *cookieobj = NULL, *xffobj = NULL;
-    path = PyBytes_FromStringAndSize(target, tlen);
-    hostobj = PyBytes_FromStringAndSize(host, hostlen);
-    if (path == NULL || hostobj == NULL) {
-        goto fail;
+PyObject *wire_request_cookies(const request_head *r) {
+    if (r->ncookie == 0) {
+        return Py_NewRef(EMPTY_TUPLE);
     }
-    if (ncookie == 0) {
-        cookieobj = Py_NewRef(EMPTY_TUPLE);
-    } else {
-        cookieobj = PyTuple_New(ncookie);
-        if (cookieobj == NULL) {
-            goto fail;
+    PyObject *t = PyTuple_New(r->ncookie);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < r->ncookie; i++) {
+        PyObject *v = PyBytes_FromStringAndSize(r->cookies[i].p, r->cookies[i].n);
+        if (v == NULL) {
+            Py_DECREF(t);
+            return NULL;
         }
-        for (int i = 0; i < ncookie; i++) {
-            PyObject *v = PyBytes_FromStringAndSize(cookies[i].p, cookies[i].n);
-            if (v == NULL) {
-                goto fail;
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+PyObject *wire_request_xff(const request_head *r) {
+    if (r->nxff == 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *x = PyBytes_FromStringAndSize(NULL, r->xfflen);
+    if (x == NULL) {
+        return NULL;
+    }
+    char *o = PyBytes_AS_STRING(x);
+    for (int i = 0; i < r->nxff; i++) {
+        if (i) {
+            memcpy(o, ", ", 2);
+            o += 2;
+        }
+        memcpy(o, r->xffs[i].p, (size_t)r->xffs[i].n);
+        o += r->xffs[i].n;
+    }
+    return x;
+}
+
+PyObject *wire_request_method(const request_head *r) { return Py_NewRef(METHOD_OBJS[r->method]); }
+
+int wire_parse_response(const char *buf, Py_ssize_t len, int head_request, response_head *r) {
+    const char *e = buf + len;
+    /* status line: HTTP/1.x SP DDD SP reason CRLF */
+    if (len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
+        buf[8] != ' ' || buf[12] != ' ') {
+        return 0;
+    }
+    int http10 = buf[7] == '0';
+    int status = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9') {
+            return 0;
+        }
+        status = status * 10 + (buf[i] - '0');
+    }
+    if (status < 200) {
+        return 0;
+    }
+    const char *p = buf + 13;
+    while (p < e && VALUE[(unsigned char)*p]) {
+        p++;
+    }
+    if (e - p < 2 || p[0] != '\r' || p[1] != '\n') {
+        return 0;
+    }
+    p += 2;
+    r->ndrop = 0;
+    r->dropped = 0;
+    int conn = -1;
+    long long clen = -1;
+    while (!blank_line(p, e)) {
+        const char *name, *value;
+        Py_ssize_t nlen, vlen;
+        const char *next = header_line(p, e, &name, &nlen, &value, &vlen);
+        if (next == NULL) {
+            return 0;
+        }
+        int drop_line = 0;
+        if (IS("connection")) {
+            if (conn >= 0) {
+                return 0;
             }
-            PyTuple_SET_ITEM(cookieobj, i, v);
-        }
-    }
-    if (nxff == 0) {
-        xffobj = Py_NewRef(Py_None);
-    } else {
-        xffobj = PyBytes_FromStringAndSize(NULL, xfflen);
-        if (xffobj == NULL) {
-            goto fail;
-        }
-        char *x = PyBytes_AS_STRING(xffobj);
-        for (int i = 0; i < nxff; i++) {
-            if (i) {
-                memcpy(x, ", ", 2);
-                x += 2;
+            conn = conn_token(value, vlen);
+            if (conn == 0) {
+                return 0;
             }
-            memcpy(x, xffs[i].p, (size_t)xffs[i].n);
-            x += xffs[i].n;
+            drop_line = 1;
+        } else if (IS("keep-alive") || IS("proxy-authenticate") || IS("trailer")) {
+            drop_line = 1;
+        } else if (IS("upgrade") || IS("transfer-encoding") || IS("proxy-connection")) {
+            return 0;
+        } else if (IS("content-length")) {
+            if (clen >= 0 || vlen == 0 || vlen > MAX_CL_DIGITS) {
+                return 0;
+            }
+            clen = 0;
+            for (Py_ssize_t i = 0; i < vlen; i++) {
+                if (value[i] < '0' || value[i] > '9') {
+                    return 0;
+                }
+                clen = clen * 10 + (value[i] - '0');
+            }
         }
+        if (drop_line) {
+            if (!add_span(r->drop, &r->ndrop, p, next - p)) {
+                return 0;
+            }
+            r->dropped += next - p;
+        }
+        p = next;
     }
-    PyObject *endobj = PyLong_FromSsize_t(end);
-    PyObject *flagobj = PyLong_FromLong(flags);
-    if (endobj == NULL || flagobj == NULL) {
-        Py_XDECREF(endobj);
-        Py_XDECREF(flagobj);
-        goto fail;
+    r->last = p - 2;
+    r->body = p + 2;
+    if (clen < 0 && status != 204 && status != 304) {
+        return 0;
     }
+    if (head_request || status == 204 || status == 304) {
+        clen = 0;
+    }
+    r->avail = e - r->body;
+    if (r->avail > clen) {
+        return 0;
+    }
+    r->clen = clen;
+    r->status = status;
+    r->keep = http10 ? conn == 2 : conn != 1;
+    return 1;
+}
+
+PyObject *wire_response_out(const char *buf, const response_head *r, const char *extra,
+                            Py_ssize_t extralen) {
+    Py_ssize_t size = (r->last + 2 - buf) - r->dropped + extralen + 2 + r->avail;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *o = copy_kept(PyBytes_AS_STRING(out), buf, r->last + 2, r->drop, r->ndrop);
+    memcpy(o, extra, (size_t)extralen);
+    o += extralen;
+    memcpy(o, "\r\n", 2);
+    memcpy(o + 2, r->body, (size_t)r->avail);
+    return out;
+}
+
+/* -- Python-facing functions ------------------------------------------------------------- */
+
+static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "scan_request(buf, start, peer, trusted, limit)");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
+    int trusted = PyObject_IsTrue(args[3]);
+    if ((start == -1 || limit == -1 || trusted == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    request_head r;
+    if (!wire_parse_request(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), start, limit,
+                            &r)) {
+        Py_RETURN_NONE;
+    }
+    PyObject *items[8] = {
+        PyLong_FromSsize_t(r.end),
+        wire_request_head(&r, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]), trusted),
+        wire_request_method(&r),
+        PyBytes_FromStringAndSize(r.target, r.tlen),
+        PyBytes_FromStringAndSize(r.host, r.hostlen),
+        wire_request_cookies(&r),
+        wire_request_xff(&r),
+        PyLong_FromLong((r.keep ? F_KEEP_ALIVE : 0) | (r.http10 ? F_HTTP10 : 0)),
+    };
     PyObject *res = PyTuple_New(8);
-    if (res == NULL) {
-        Py_DECREF(endobj);
-        Py_DECREF(flagobj);
-        goto fail;
+    for (int i = 0; i < 8; i++) {
+        if (items[i] == NULL || res == NULL) {
+            for (int j = 0; j < 8; j++) {
+                Py_XDECREF(items[j]);
+            }
+            Py_XDECREF(res);
+            return NULL;
+        }
     }
-    PyTuple_SET_ITEM(res, 0, endobj);
-    PyTuple_SET_ITEM(res, 1, head);
-    PyTuple_SET_ITEM(res, 2, Py_NewRef(METHOD_OBJS[m]));
-    PyTuple_SET_ITEM(res, 3, path);
-    PyTuple_SET_ITEM(res, 4, hostobj);
-    PyTuple_SET_ITEM(res, 5, cookieobj);
-    PyTuple_SET_ITEM(res, 6, xffobj);
-    PyTuple_SET_ITEM(res, 7, flagobj);
+    for (int i = 0; i < 8; i++) {
+        PyTuple_SET_ITEM(res, i, items[i]);
+    }
     return res;
-fail:
-    Py_DECREF(head);
-    Py_XDECREF(path);
-    Py_XDECREF(hostobj);
-    Py_XDECREF(cookieobj);
-    Py_XDECREF(xffobj);
-    return NULL;
 }
 
 static PyObject *scan_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -376,133 +480,30 @@ static PyObject *scan_response(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     const char *buf = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
-    const char *e = buf + len;
-    const char *hit = memmem(buf, (size_t)len, "\r\n\r\n", 4);
-    if (hit == NULL) {
-        return code(INCOMPLETE);
+    response_head r;
+    if (!wire_parse_response(buf, PyBytes_GET_SIZE(args[0]), head_request, &r)) {
+        Py_RETURN_NONE;
     }
-    const char *last = hit;
-    const char *body = hit + 4;
-    /* status line: HTTP/1.x SP DDD SP reason CRLF */
-    if (last - buf < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
-        buf[8] != ' ' || buf[12] != ' ') {
-        return code(SLOW);
-    }
-    int http10 = buf[7] == '0';
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (buf[i] < '0' || buf[i] > '9') {
-            return code(SLOW);
+    PyObject *items[5] = {
+        wire_response_out(buf, &r, PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1])),
+        PyLong_FromLong(r.status),
+        PyLong_FromSsize_t(r.avail),
+        PyLong_FromLongLong(r.clen - r.avail),
+        PyBool_FromLong(r.keep),
+    };
+    PyObject *res = PyTuple_New(5);
+    for (int i = 0; i < 5; i++) {
+        if (items[i] == NULL || res == NULL) {
+            for (int j = 0; j < 5; j++) {
+                Py_XDECREF(items[j]);
+            }
+            Py_XDECREF(res);
+            return NULL;
         }
-        status = status * 10 + (buf[i] - '0');
     }
-    if (status < 200) {
-        return code(SLOW);
+    for (int i = 0; i < 5; i++) {
+        PyTuple_SET_ITEM(res, i, items[i]);
     }
-    const char *p = buf + 13;
-    while (p < last && VALUE[(unsigned char)*p]) {
-        p++;
-    }
-    if (p[0] != '\r' || p[1] != '\n') {
-        return code(SLOW);
-    }
-    p += 2;
-    span drop[MAX_SPANS];
-    int ndrop = 0, conn = -1;
-    Py_ssize_t dropped = 0;
-    long long clen = -1;
-    while (p < last + 2) {
-        const char *name, *value;
-        Py_ssize_t nlen, vlen;
-        const char *next = header_line(p, last, &name, &nlen, &value, &vlen);
-        if (next == NULL) {
-            return code(SLOW);
-        }
-        int drop_line = 0;
-        if (IS("connection")) {
-            if (conn >= 0) {
-                return code(SLOW);
-            }
-            conn = conn_token(value, vlen);
-            if (conn == 0) {
-                return code(SLOW);
-            }
-            drop_line = 1;
-        } else if (IS("keep-alive") || IS("proxy-authenticate") || IS("trailer")) {
-            drop_line = 1;
-        } else if (IS("upgrade") || IS("transfer-encoding") || IS("proxy-connection")) {
-            return code(SLOW);
-        } else if (IS("content-length")) {
-            if (clen >= 0 || vlen == 0 || vlen > MAX_CL_DIGITS) {
-                return code(SLOW);
-            }
-            clen = 0;
-            for (Py_ssize_t i = 0; i < vlen; i++) {
-                if (value[i] < '0' || value[i] > '9') {
-                    return code(SLOW);
-                }
-                clen = clen * 10 + (value[i] - '0');
-            }
-        }
-        if (drop_line) {
-            if (ndrop == MAX_SPANS) {
-                return code(SLOW);
-            }
-            drop[ndrop].p = p;
-            drop[ndrop++].n = next - p;
-            dropped += next - p;
-        }
-        p = next;
-    }
-    if (clen < 0 && status != 204 && status != 304) {
-        return code(SLOW);
-    }
-    if (head_request || status == 204 || status == 304) {
-        clen = 0;
-    }
-    Py_ssize_t avail = e - body;
-    if (avail > clen) {
-        return code(SLOW);
-    }
-    const char *extra = PyBytes_AS_STRING(args[1]);
-    Py_ssize_t extralen = PyBytes_GET_SIZE(args[1]);
-    Py_ssize_t size = (last + 2 - buf) - dropped + extralen + 2 + avail;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
-    if (out == NULL) {
-        return NULL;
-    }
-    char *o = PyBytes_AS_STRING(out);
-    const char *from = buf;
-    for (int i = 0; i < ndrop; i++) {
-        memcpy(o, from, (size_t)(drop[i].p - from));
-        o += drop[i].p - from;
-        from = drop[i].p + drop[i].n;
-    }
-    memcpy(o, from, (size_t)(last + 2 - from));
-    o += last + 2 - from;
-    memcpy(o, extra, (size_t)extralen);
-    o += extralen;
-    memcpy(o, "\r\n", 2);
-    o += 2;
-    memcpy(o, body, (size_t)avail);
-    int keep = http10 ? conn == 2 : conn != 1;
-    PyObject *st = PyLong_FromLong(status);
-    PyObject *got = PyLong_FromSsize_t(avail);
-    PyObject *left = PyLong_FromLongLong(clen - avail);
-    PyObject *res = (st && got && left) ? PyTuple_New(5) : NULL;
-    if (res == NULL) {
-        Py_DECREF(out);
-        Py_XDECREF(st);
-        Py_XDECREF(got);
-        Py_XDECREF(left);
-        return NULL;
-    }
-    PyTuple_SET_ITEM(res, 0, out);
-    PyTuple_SET_ITEM(res, 1, st);
-    PyTuple_SET_ITEM(res, 2, got);
-    PyTuple_SET_ITEM(res, 3, left);
-    PyTuple_SET_ITEM(res, 4, PyBool_FromLong(keep));
     return res;
 }
 
@@ -524,20 +525,20 @@ static PyObject *header_values(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     const char *lname = PyBytes_AS_STRING(args[3]);
     Py_ssize_t lnlen = PyBytes_GET_SIZE(args[3]);
-    const char *last = buf + end - 4;
+    const char *e = buf + end;
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         return NULL;
     }
-    const char *eol = memmem(buf + start, (size_t)(end - start), "\r\n", 2);
+    const char *eol = memchr(buf + start, '\n', (size_t)(end - start)); /* request line */
     if (eol == NULL) {
         return out;
     }
-    const char *p = eol + 2;
-    while (p < last + 2) {
+    const char *p = eol + 1;
+    while (!blank_line(p, e)) {
         const char *name, *value;
         Py_ssize_t nlen, vlen;
-        const char *next = header_line(p, last, &name, &nlen, &value, &vlen);
+        const char *next = header_line(p, e, &name, &nlen, &value, &vlen);
         if (next == NULL) {
             break;
         }
@@ -582,5 +583,13 @@ PyMODINIT_FUNC PyInit__wire(void) {
     if (EMPTY_TUPLE == NULL) {
         return NULL;
     }
-    return PyModule_Create(&wire_module);
+    PyObject *m = PyModule_Create(&wire_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddFunctions(m, lane_methods) < 0 || lane_init(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

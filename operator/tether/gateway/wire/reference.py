@@ -7,9 +7,6 @@ accepts and why everything else is handed to llhttp.
 
 from __future__ import annotations
 
-INCOMPLETE = 0  # no CRLFCRLF from ``start`` yet
-SLOW = 1  # not for the fast path (maybe valid, maybe not): llhttp decides
-
 F_KEEP_ALIVE = 1  # llhttp's should_keep_alive() for this request
 F_HTTP10 = 2  # the request line says HTTP/1.0
 
@@ -60,7 +57,8 @@ def _token(value: bytes) -> bytes:
 
 
 def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int):
-    """Fast-path view of the request head at ``buf[start:]``, or INCOMPLETE / SLOW.
+    """Fast-path view of the request head at ``buf[start:]``, or None (not for the fast path:
+    llhttp decides, including when the head is not complete yet or longer than ``limit``).
 
     Returns ``(end, head, method, path, host, cookies, xff, flags)``: ``end`` is the offset
     after the head (the message has no body, so the next one starts there); ``head`` is what
@@ -72,24 +70,24 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     """
     hend = buf.find(b"\r\n\r\n", start)
     if hend < 0:
-        return SLOW if len(buf) - start > limit else INCOMPLETE
+        return None
     end = hend + 4
     if end - start > limit:
-        return SLOW
+        return None
     eol = buf.find(b"\r\n", start)
     line = buf[start:eol]
     parts = line.split(b" ")
     if len(parts) != 3:
-        return SLOW
+        return None
     method, target, version = parts
     if method not in METHODS or target[:1] != b"/" or not _only(target, _TARGET):
-        return SLOW
+        return None
     if version == b"HTTP/1.1":
         http10 = False
     elif version == b"HTTP/1.0":
         http10 = True
     else:
-        return SLOW
+        return None
     out = [buf[start : eol - 1] + b"1\r\n" if http10 else buf[start : eol + 2]]
     host = None
     cookies: list[bytes] = []
@@ -99,11 +97,11 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     seen_cl = False
     for item in _lines(buf, eol + 2, hend):
         if item is None:
-            return SLOW
+            return None
         lo, hi, name, value = item
         if name == b"host":
             if host is not None:
-                return SLOW
+                return None
             host = value
         elif name == b"cookie":
             cookies.append(value)
@@ -115,22 +113,22 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
             continue
         elif name == b"connection":
             if conn is not None:
-                return SLOW
+                return None
             conn = _token(value)
             if conn != b"close" and conn != b"keep-alive":
-                return SLOW
+                return None
             continue
         elif name == b"content-length":
             if seen_cl or not value or value.strip(b"0"):
-                return SLOW
+                return None
             seen_cl = True
         elif name in _REQ_DROP:
             continue
         elif name in _SLOW_NAMES:
-            return SLOW
+            return None
         out.append(buf[lo:hi])
     if host is None:
-        return SLOW
+        return None
     xff = b", ".join(xffs) if xffs else None
     out.append(_XFF)
     if xff is not None:
@@ -142,7 +140,7 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
 
 
 def scan_response(buf: bytes, extra: bytes, head_request: bool):
-    """Fast-path relay of a response head at ``buf[0:]``, or INCOMPLETE / SLOW.
+    """Fast-path relay of a response head at ``buf[0:]``, or None (llhttp decides).
 
     Accepted: a final status (≥ 200) over HTTP/1.1 or 1.0 whose body is framed by one
     Content-Length (or that has none: 204, 304, a HEAD request, each still with a length or
@@ -153,7 +151,7 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
     """
     hend = buf.find(b"\r\n\r\n")
     if hend < 0:
-        return INCOMPLETE
+        return None
     end = hend + 4
     eol = buf.find(b"\r\n")
     line = buf[:eol]
@@ -162,45 +160,45 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
     elif line[:9] == b"HTTP/1.0 ":
         http10 = True
     else:
-        return SLOW
+        return None
     code = line[9:12]
     if len(line) < 13 or line[12:13] != b" " or not _only(code, _DIGITS):
-        return SLOW
+        return None
     if not _only(line[13:], _VALUE):
-        return SLOW
+        return None
     status = int(code)
     if status < 200:
-        return SLOW
+        return None
     out = [buf[: eol + 2]]
     conn = None
     clen = -1
     for item in _lines(buf, eol + 2, hend):
         if item is None:
-            return SLOW
+            return None
         lo, hi, name, value = item
         if name == b"connection":
             if conn is not None:
-                return SLOW
+                return None
             conn = _token(value)
             if conn != b"close" and conn != b"keep-alive":
-                return SLOW
+                return None
             continue
         if name in _RESP_DROP:
             continue
         if name in _SLOW_NAMES:
-            return SLOW
+            return None
         if name == b"content-length":
             if clen >= 0 or not value or len(value) > _MAX_CL_DIGITS or not _only(value, _DIGITS):
-                return SLOW
+                return None
             clen = int(value)
         out.append(buf[lo:hi])
     if clen < 0 and status != 204 and status != 304:
-        return SLOW
+        return None
     if head_request or status == 204 or status == 304:
         clen = 0
     avail = len(buf) - end
     if avail > clen:
-        return SLOW
+        return None
     keep = conn == b"keep-alive" if http10 else conn != b"close"
     out += (extra, b"\r\n", buf[end:])
     return b"".join(out), status, avail, clen - avail, keep

@@ -1,0 +1,54 @@
+"""The native lane (``wire/lane.c``): the common exchange without Python bytecode.
+
+``enable()`` swaps the native ``data_received`` of ClientProtocol and UpstreamConnection in;
+``disable()`` restores the Python methods, which stay complete on their own (the reference
+the unit tests also run). The lane is on by default when the extension is built; set
+``TETHER_GATEWAY_NATIVE=0`` to run the pure-Python gateway.
+"""
+
+from __future__ import annotations
+
+import os
+
+from xxhash import xxh64_intdigest
+
+from tether.hashing.keys.parse import scan_cookie
+
+from .exchange import Exchange, exchange_template
+from .metrics import BUCKETS, Histogram
+from .proxy import ClientProtocol
+from .routes import Route, Router, Target
+from .upstream import M_RAW_CLOSE, UpstreamConnection
+from .wire import _wire
+
+_PYTHON = (ClientProtocol.data_received, UpstreamConnection.data_received)
+ClientProtocol._py_data_received = _PYTHON[0]
+UpstreamConnection._py_data_received = _PYTHON[1]
+_NATIVE = None
+if _wire is not None:
+    _NATIVE = _wire.lane_bind(
+        ClientProtocol, UpstreamConnection, Exchange, Route, Target, Histogram, Router,
+        exchange_template(), BUCKETS, M_RAW_CLOSE, scan_cookie, xxh64_intdigest,
+    )  # fmt: skip
+
+
+def enable() -> bool:
+    """Use the native lane if it is built; True when it is in use."""
+    if _NATIVE is None:
+        return False
+    ClientProtocol.data_received, UpstreamConnection.data_received = _NATIVE
+    return True
+
+
+def disable() -> None:
+    """Use the pure-Python data path."""
+    ClientProtocol.data_received, UpstreamConnection.data_received = _PYTHON
+
+
+def active() -> bool:
+    """True when the native lane handles data_received."""
+    return _NATIVE is not None and ClientProtocol.__dict__["data_received"] is _NATIVE[0]
+
+
+if os.environ.get("TETHER_GATEWAY_NATIVE", "1") != "0":
+    enable()

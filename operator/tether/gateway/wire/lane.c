@@ -1,0 +1,1129 @@
+/*
+ * The native lane: the common exchange end to end without running Python bytecode.
+ *
+ * client_data_received / upstream_data_received replace the Python data_received methods of
+ * ClientProtocol and UpstreamConnection (proxy.py, upstream.py), which stay the reference.
+ * Each step here is a transcription of one Python method for the common case only:
+ *
+ *   lane_dispatch  ClientProtocol._dispatch + Route.pick_first (cookie key, Maglev table)
+ *   lane_send      ClientProtocol._send_to (a pooled connection)
+ *   lane_attach    UpstreamConnection.attach
+ *   upstream_data_received / relay_body   UpstreamConnection.data_received / _relay_body
+ *   lane_finish    UpstreamConnection._finish
+ *   lane_end       ClientProtocol._end + Gateway.record (an upstream-answered exchange)
+ *
+ * Every step first checks that its case is the common one and otherwise calls the Python
+ * method for the whole step, before any side effect: the two paths never split one step.
+ * Objects are the Python ones; their __slots__ are read and written at offsets resolved once
+ * by lane_bind() (which also checks every name is a plain object slot).
+ */
+#include "wire.h"
+
+#include <structmember.h>
+#include <time.h>
+
+#define SLOT(obj, off) (*(PyObject **)((char *)(obj) + (off)))
+#define MAX_EX_SLOTS 64
+#define MAX_BUCKETS 32
+
+static struct {
+    int bound;
+    PyTypeObject *client_t, *up_t, *ex_t, *route_t, *target_t, *hist_t, *router_t;
+    /* ClientProtocol */
+    Py_ssize_t c_active, c_boundary, c_closed, c_deadline, c_gw, c_ignore, c_max_head, c_peer_ip,
+        c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused, c_transport;
+    /* Exchange: every slot (template copy), then the ones set here */
+    Py_ssize_t x_all[MAX_EX_SLOTS];
+    int x_n;
+    Py_ssize_t x_attempts, x_body_done, x_client, x_cookies, x_finished, x_hash, x_head,
+        x_head_done, x_host, x_http10, x_index, x_is_head, x_keep_alive, x_local, x_method,
+        x_path, x_pending, x_pending_size, x_raw, x_raw_end, x_raw_start, x_remote_ip,
+        x_resp_bytes, x_resp_started, x_route, x_set_cookie, x_status, x_t0, x_t_up, x_target,
+        x_upstream, x_xff;
+    PyObject *template;
+    /* UpstreamConnection */
+    Py_ssize_t u_deadline, u_done, u_ex, u_gw, u_hbuf, u_head_wait, u_hpos, u_keep, u_left,
+        u_mode, u_reset_parser, u_reused, u_rpaused, u_target, u_transport;
+    /* Route, Target, Histogram, Router */
+    Py_ssize_t r_active, r_hist, r_needle, r_size, r_table, r_targets, r_total_active;
+    Py_ssize_t t_authority, t_codes;
+    Py_ssize_t h_counts, h_sum;
+    Py_ssize_t ro_cache;
+    double buckets[MAX_BUCKETS];
+    int nbuckets;
+    long raw_close;
+    PyObject *scan_cookie, *xxh64;
+} L;
+
+/* interned names for generic attribute access and method calls */
+static PyObject *S_router, *S_ejected, *S_pools, *S_idle, *S_clock, *S_config,
+    *S_upstream_timeout, *S_upstream_idle_timeout, *S_idle_timeout, *S_draining, *S_accesslog,
+    *S_enabled, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
+    *S_resume_reading, *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
+    *S_py_data_received;
+static PyObject *EMPTY_BYTES, *ZERO;
+
+/* -- small helpers ----------------------------------------------------------------------- */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* time.perf_counter() on Linux */
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Store v (borrowed) into a slot. */
+static inline void set(PyObject *obj, Py_ssize_t off, PyObject *v) {
+    PyObject *old = SLOT(obj, off);
+    Py_INCREF(v);
+    SLOT(obj, off) = v;
+    Py_XDECREF(old);
+}
+
+/* Store v (new reference, may be NULL on error) into a slot; -1 on NULL. */
+static inline int set_new(PyObject *obj, Py_ssize_t off, PyObject *v) {
+    if (v == NULL) {
+        return -1;
+    }
+    PyObject *old = SLOT(obj, off);
+    SLOT(obj, off) = v;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* Truth of a slot value: 1, 0, or -1 with an exception (unset slot or __bool__ error). */
+static inline int truth(PyObject *v) {
+    if (v == Py_True) {
+        return 1;
+    }
+    if (v == Py_False || v == Py_None) {
+        return 0;
+    }
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "gateway lane: slot not set");
+        return -1;
+    }
+    return PyObject_IsTrue(v);
+}
+
+static inline Py_ssize_t as_ssize(PyObject *v) {
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "gateway lane: slot not set");
+        return -1;
+    }
+    return PyLong_AsSsize_t(v);
+}
+
+/* getattr(obj, name) as a double (-1.0 with an exception on failure). */
+static double attr_double(PyObject *obj, PyObject *name) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL) {
+        return -1.0;
+    }
+    double d = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return d;
+}
+
+/* gw.clock + gw.config.<timeout> as a new float, or NULL. */
+static PyObject *deadline(PyObject *gw, PyObject *timeout_name) {
+    double clock = attr_double(gw, S_clock);
+    if (clock == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *config = PyObject_GetAttr(gw, S_config);
+    if (config == NULL) {
+        return NULL;
+    }
+    double t = attr_double(config, timeout_name);
+    Py_DECREF(config);
+    if (t == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyFloat_FromDouble(clock + t);
+}
+
+static PyObject *call0(PyObject *obj, PyObject *name) {
+    return PyObject_VectorcallMethod(name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *call1(PyObject *obj, PyObject *name, PyObject *a) {
+    PyObject *args[2] = {obj, a};
+    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *call2(PyObject *obj, PyObject *name, PyObject *a, PyObject *b) {
+    PyObject *args[3] = {obj, a, b};
+    return PyObject_VectorcallMethod(name, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* Call and discard the result: 0, or -1 with an exception. */
+static int done(PyObject *result) {
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
+/* list[i] += delta for a list of ints. */
+static int list_add(PyObject *list, Py_ssize_t i, long delta) {
+    if (!PyList_Check(list) || i < 0 || i >= PyList_GET_SIZE(list)) {
+        PyErr_SetString(PyExc_IndexError, "gateway lane: counter index");
+        return -1;
+    }
+    long v = PyLong_AsLong(PyList_GET_ITEM(list, i));
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *n = PyLong_FromLong(v + delta);
+    if (n == NULL) {
+        return -1;
+    }
+    return PyList_SetItem(list, i, n); /* steals n */
+}
+
+/* obj.<slot> += delta for an int slot. */
+static int slot_add(PyObject *obj, Py_ssize_t off, Py_ssize_t delta) {
+    Py_ssize_t v = as_ssize(SLOT(obj, off));
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return set_new(obj, off, PyLong_FromSsize_t(v + delta));
+}
+
+/* -- request side ------------------------------------------------------------------------ */
+
+/* A new Exchange for a head accepted by wire_parse_request (Exchange.__init__ + the fast
+ * path's assignments in ClientProtocol.data_received). */
+static PyObject *new_exchange(PyObject *client, PyObject *data, Py_ssize_t start,
+                              const request_head *r) {
+    PyObject *ex = L.ex_t->tp_alloc(L.ex_t, 0);
+    if (ex == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < L.x_n; i++) {
+        PyObject *v = SLOT(L.template, L.x_all[i]);
+        Py_XINCREF(v);
+        SLOT(ex, L.x_all[i]) = v;
+    }
+    PyObject *peer_b = SLOT(client, L.c_peer_ip_b);
+    int trusted = truth(SLOT(client, L.c_peer_trusted));
+    if (trusted < 0 || peer_b == NULL || !PyBytes_Check(peer_b)) {
+        goto fail;
+    }
+    set(ex, L.x_client, client);
+    set(ex, L.x_remote_ip, SLOT(client, L.c_peer_ip));
+    PyObject *head = wire_request_head(r, PyBytes_AS_STRING(peer_b), PyBytes_GET_SIZE(peer_b),
+                                       trusted);
+    if (set_new(ex, L.x_head, head) < 0) {
+        goto fail;
+    }
+    PyObject *pending = PyList_New(1);
+    if (pending == NULL) {
+        goto fail;
+    }
+    Py_INCREF(head);
+    PyList_SET_ITEM(pending, 0, head);
+    if (set_new(ex, L.x_pending, pending) < 0 ||
+        set_new(ex, L.x_path, PyBytes_FromStringAndSize(r->target, r->tlen)) < 0 ||
+        set_new(ex, L.x_method, wire_request_method(r)) < 0 ||
+        set_new(ex, L.x_host, PyBytes_FromStringAndSize(r->host, r->hostlen)) < 0 ||
+        set_new(ex, L.x_cookies, wire_request_cookies(r)) < 0 ||
+        set_new(ex, L.x_xff, wire_request_xff(r)) < 0 ||
+        set_new(ex, L.x_raw_start, PyLong_FromSsize_t(start)) < 0 ||
+        set_new(ex, L.x_raw_end, PyLong_FromSsize_t(r->end)) < 0 ||
+        set_new(ex, L.x_t0, PyFloat_FromDouble(now())) < 0) {
+        goto fail;
+    }
+    set(ex, L.x_raw, data);
+    set(ex, L.x_head_done, Py_True);
+    set(ex, L.x_body_done, Py_True);
+    if (!r->keep) {
+        set(ex, L.x_keep_alive, Py_False);
+    }
+    if (r->http10) {
+        set(ex, L.x_http10, Py_True);
+    }
+    if (r->method == 1) { /* HEAD */
+        set(ex, L.x_is_head, Py_True);
+    }
+    return ex;
+fail:
+    Py_DECREF(ex);
+    return NULL;
+}
+
+static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw);
+
+/* ClientProtocol._send_to for a request whose head is built, onto a pooled connection. */
+static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t i,
+                     PyObject *gw) {
+    PyObject *targets = SLOT(route, L.r_targets);
+    if (targets == NULL || !PyList_Check(targets) || i >= PyList_GET_SIZE(targets)) {
+        PyErr_SetString(PyExc_IndexError, "gateway lane: target index");
+        return -1;
+    }
+    PyObject *target = PyList_GET_ITEM(targets, i);
+    Py_INCREF(target);
+    int rc = -1;
+    PyObject *pools = NULL, *idle = NULL;
+    if (set_new(ex, L.x_index, PyLong_FromSsize_t(i)) < 0) {
+        goto out;
+    }
+    set(ex, L.x_target, target);
+    if (slot_add(ex, L.x_attempts, 1) < 0 || list_add(SLOT(route, L.r_active), i, 1) < 0 ||
+        slot_add(route, L.r_total_active, 1) < 0) {
+        goto out;
+    }
+    pools = PyObject_GetAttr(gw, S_pools);
+    idle = pools ? PyObject_GetAttr(pools, S_idle) : NULL;
+    if (idle == NULL) {
+        goto out;
+    }
+    PyObject *authority = SLOT(target, L.t_authority);
+    PyObject *stack = authority ? PyDict_GetItemWithError(idle, authority) : NULL;
+    if (stack == NULL && PyErr_Occurred()) {
+        goto out;
+    }
+    Py_XINCREF(stack);
+    while (stack != NULL && PyList_Check(stack) && PyList_GET_SIZE(stack) > 0) {
+        Py_ssize_t n = PyList_GET_SIZE(stack); /* the warmest idle connection (LIFO) */
+        PyObject *conn = PyList_GET_ITEM(stack, n - 1);
+        Py_INCREF(conn);
+        if (PyList_SetSlice(stack, n - 1, n, NULL) < 0) {
+            Py_DECREF(conn);
+            Py_DECREF(stack);
+            goto out;
+        }
+        if (Py_TYPE(conn) != L.up_t) { /* not expected: let Python judge it */
+            rc = done(call1(conn, S_attach, ex));
+            Py_DECREF(conn);
+            Py_DECREF(stack);
+            goto out;
+        }
+        PyObject *tr = SLOT(conn, L.u_transport);
+        int usable = 0;
+        if (tr != NULL && tr != Py_None) {
+            PyObject *closing = call0(tr, S_is_closing);
+            if (closing == NULL) {
+                Py_DECREF(conn);
+                Py_DECREF(stack);
+                goto out;
+            }
+            usable = closing == Py_False;
+            Py_DECREF(closing);
+        }
+        if (usable) {
+            set(conn, L.u_reused, Py_True);
+            rc = lane_attach(conn, ex, gw);
+            Py_DECREF(conn);
+            Py_DECREF(stack);
+            goto out;
+        }
+        Py_DECREF(conn);
+    }
+    Py_XDECREF(stack);
+    rc = done(call2(gw, S_connect, target, ex));
+out:
+    Py_XDECREF(idle);
+    Py_XDECREF(pools);
+    Py_DECREF(target);
+    return rc;
+}
+
+/* ClientProtocol._dispatch + Route.pick_first, for a cookie key over a Maglev table. */
+static int lane_dispatch(PyObject *client, PyObject *ex) {
+    PyObject *gw = SLOT(client, L.c_gw);
+    PyObject *router = NULL, *ejected = NULL, *value = NULL, *h = NULL;
+    int rc = -1;
+    int trusted = truth(SLOT(client, L.c_peer_trusted));
+    if (trusted != 0 || gw == NULL) {
+        goto python; /* the client address comes from X-Forwarded-For: Python's job */
+    }
+    Py_INCREF(gw);
+    router = PyObject_GetAttr(gw, S_router);
+    if (router == NULL) {
+        goto out;
+    }
+    if (Py_TYPE(router) != L.router_t) {
+        goto python_gw;
+    }
+    PyObject *cache = SLOT(router, L.ro_cache);
+    PyObject *host = SLOT(ex, L.x_host);
+    PyObject *route = (cache && PyDict_Check(cache)) ? PyDict_GetItemWithError(cache, host) : NULL;
+    if (route == NULL) {
+        if (PyErr_Occurred()) {
+            goto out;
+        }
+        goto python_gw; /* first request for this Host, or no route */
+    }
+    if (Py_TYPE(route) != L.route_t || SLOT(route, L.r_needle) == Py_None) {
+        goto python_gw;
+    }
+    Py_INCREF(route);
+    ejected = PyObject_GetAttr(gw, S_ejected);
+    int any_ejected = ejected ? truth(ejected) : -1;
+    if (any_ejected != 0) {
+        Py_DECREF(route);
+        if (any_ejected < 0) {
+            goto out;
+        }
+        goto python_gw;
+    }
+    PyObject *cookies = SLOT(ex, L.x_cookies);
+    if (cookies == NULL || !PyTuple_Check(cookies) || PyTuple_GET_SIZE(cookies) == 0) {
+        Py_DECREF(route);
+        goto python_gw;
+    }
+    PyObject *args[2] = {cookies, SLOT(route, L.r_needle)};
+    value = PyObject_Vectorcall(L.scan_cookie, args, 2, NULL);
+    if (value == NULL) {
+        Py_DECREF(route);
+        goto out;
+    }
+    if (!PyBytes_Check(value) || PyBytes_GET_SIZE(value) == 0) {
+        Py_DECREF(route); /* no cookie (or empty): generation and random picks are Python's */
+        goto python_gw;
+    }
+    h = PyObject_Vectorcall(L.xxh64, &value, 1, NULL);
+    unsigned long long hv = h ? PyLong_AsUnsignedLongLong(h) : 0;
+    Py_ssize_t size = PyErr_Occurred() ? -1 : as_ssize(SLOT(route, L.r_size));
+    if (PyErr_Occurred()) {
+        Py_DECREF(route);
+        goto out;
+    }
+    if (size <= 0) {
+        Py_DECREF(route);
+        goto python_gw;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(SLOT(route, L.r_table), &view, PyBUF_FORMAT) < 0) {
+        Py_DECREF(route);
+        goto out;
+    }
+    Py_ssize_t slot = (Py_ssize_t)(hv % (unsigned long long)size), i = -1;
+    if (view.len == size * view.itemsize && view.format != NULL && view.format[1] == '\0') {
+        if (view.itemsize == 2 && view.format[0] == 'H') {
+            i = ((unsigned short *)view.buf)[slot];
+        } else if (view.itemsize == 4 && view.format[0] == 'I') {
+            i = ((unsigned int *)view.buf)[slot];
+        }
+    }
+    PyBuffer_Release(&view);
+    if (i < 0) {
+        Py_DECREF(route);
+        goto python_gw;
+    }
+    set(ex, L.x_route, route);
+    set(ex, L.x_hash, h);
+    rc = lane_send(client, ex, route, i, gw);
+    Py_DECREF(route);
+    goto out;
+python_gw:
+    Py_DECREF(gw);
+    Py_XDECREF(router);
+    Py_XDECREF(ejected);
+    Py_XDECREF(value);
+    Py_XDECREF(h);
+python:
+    if (trusted < 0) {
+        return -1;
+    }
+    return done(call1(client, S_dispatch, ex));
+out:
+    Py_XDECREF(router);
+    Py_XDECREF(ejected);
+    Py_XDECREF(value);
+    Py_XDECREF(h);
+    Py_DECREF(gw);
+    return rc;
+}
+
+/* ClientProtocol.data_received with the native lane. */
+static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "data_received(self, data)");
+        return NULL;
+    }
+    PyObject *self = args[0], *data = args[1];
+    if (Py_TYPE(self) != L.client_t || !PyBytes_CheckExact(data)) {
+        return call1(self, S_py_data_received, data);
+    }
+    int t = truth(SLOT(self, L.c_ignore));
+    if (t != 0) {
+        if (t < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    t = truth(SLOT(self, L.c_boundary));
+    if (t < 0) {
+        return NULL;
+    }
+    const char *buf = PyBytes_AS_STRING(data);
+    Py_ssize_t len = PyBytes_GET_SIZE(data), start = 0;
+    if (t) {
+        Py_ssize_t limit = as_ssize(SLOT(self, L.c_max_head));
+        if (limit == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        request_head r;
+        while (wire_parse_request(buf, len, start, limit, &r)) {
+            PyObject *ex = new_exchange(self, data, start, &r);
+            if (ex == NULL) {
+                return NULL;
+            }
+            int rc;
+            if (SLOT(self, L.c_active) == Py_None) {
+                set(self, L.c_active, ex);
+                rc = lane_dispatch(self, ex);
+            } else {
+                rc = done(call1(self, S_enqueue, ex));
+            }
+            int keep = rc < 0 ? -1 : truth(SLOT(ex, L.x_keep_alive));
+            Py_DECREF(ex);
+            if (keep < 0) {
+                return NULL;
+            }
+            if (!keep) {
+                set(self, L.c_ignore, Py_True); /* nothing may follow a request that closes */
+            }
+            t = truth(SLOT(self, L.c_ignore));
+            if (t < 0) {
+                return NULL;
+            }
+            if (t || r.end == len) {
+                Py_RETURN_NONE;
+            }
+            start = r.end;
+        }
+    }
+    if (start == 0) {
+        return call1(self, S_slow_data, data);
+    }
+    PyObject *rest = PyBytes_FromStringAndSize(buf + start, len - start);
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *res = call1(self, S_slow_data, rest);
+    Py_DECREF(rest);
+    return res;
+}
+
+/* -- upstream side ----------------------------------------------------------------------- */
+
+/* UpstreamConnection.attach. */
+static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw) {
+    int paused = truth(SLOT(conn, L.u_rpaused));
+    if (paused != 0) {
+        return paused < 0 ? -1 : done(call1(conn, S_attach, ex));
+    }
+    set(conn, L.u_ex, ex);
+    set(ex, L.x_upstream, conn);
+    set(conn, L.u_head_wait, Py_True);
+    set(conn, L.u_done, Py_False);
+    set(conn, L.u_hbuf, EMPTY_BYTES);
+    set(conn, L.u_hpos, ZERO);
+    if (set_new(conn, L.u_deadline, deadline(gw, S_upstream_timeout)) < 0 ||
+        set_new(ex, L.x_t_up, PyFloat_FromDouble(now())) < 0) {
+        return -1;
+    }
+    PyObject *pending = SLOT(ex, L.x_pending);
+    int any = truth(pending);
+    if (any <= 0) {
+        return any;
+    }
+    PyObject *bytes;
+    if (PyList_Check(pending) && PyList_GET_SIZE(pending) == 1) {
+        bytes = Py_NewRef(PyList_GET_ITEM(pending, 0));
+    } else {
+        bytes = _PyBytes_Join(EMPTY_BYTES, pending);
+        if (bytes == NULL) {
+            return -1;
+        }
+    }
+    PyObject *tr = SLOT(conn, L.u_transport);
+    Py_INCREF(tr);
+    int rc = done(call1(tr, S_write, bytes));
+    Py_DECREF(tr);
+    Py_DECREF(bytes);
+    if (rc < 0 || set_new(ex, L.x_pending, PyList_New(0)) < 0) {
+        return -1;
+    }
+    set(ex, L.x_pending_size, ZERO);
+    PyObject *client = SLOT(ex, L.x_client);
+    int rp = truth(SLOT(client, L.c_read_paused));
+    int closed = rp > 0 ? truth(SLOT(client, L.c_closed)) : 0;
+    if (rp < 0 || closed < 0) {
+        return -1;
+    }
+    if (rp && !closed) { /* paused while we were connecting */
+        set(client, L.c_read_paused, Py_False);
+        return done(call0(SLOT(client, L.c_transport), S_resume_reading));
+    }
+    return 0;
+}
+
+/* ClientProtocol._end + Gateway.record for an exchange answered by an upstream. */
+static int lane_end(PyObject *client, PyObject *ex, int close) {
+    PyObject *gw = SLOT(client, L.c_gw);
+    PyObject *target = SLOT(ex, L.x_target), *route = SLOT(ex, L.x_route);
+    PyObject *draining = PyObject_GetAttr(gw, S_draining);
+    int c = close || draining == NULL || truth(draining) != 0 || truth(SLOT(ex, L.x_finished)) ||
+            !truth(SLOT(ex, L.x_keep_alive)) || !truth(SLOT(ex, L.x_body_done)) ||
+            truth(SLOT(ex, L.x_local)) || target == NULL || Py_TYPE(target) != L.target_t ||
+            route == NULL || Py_TYPE(route) != L.route_t || truth(SLOT(client, L.c_closed)) ||
+            truth(SLOT(client, L.c_read_paused)) || truth(SLOT(client, L.c_queue)) ||
+            SLOT(client, L.c_active) != ex;
+    Py_XDECREF(draining);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (c) {
+        return done(call2(client, S_end, ex, close ? Py_True : Py_False));
+    }
+    Py_INCREF(gw);
+    Py_INCREF(target);
+    Py_INCREF(route);
+    int rc = -1;
+    PyObject *end_f = NULL, *accesslog = NULL, *enabled = NULL;
+    set(ex, L.x_finished, Py_True);
+    Py_ssize_t index = as_ssize(SLOT(ex, L.x_index));
+    if (index == -1 && PyErr_Occurred()) {
+        goto out;
+    }
+    if (index >= 0) {
+        if (list_add(SLOT(route, L.r_active), index, -1) < 0 ||
+            slot_add(route, L.r_total_active, -1) < 0 ||
+            set_new(ex, L.x_index, PyLong_FromLong(-1)) < 0) {
+            goto out;
+        }
+    }
+    set(ex, L.x_upstream, Py_None);
+    /* record: requests by (route, upstream, code); upstream latency histogram */
+    double end = now();
+    PyObject *codes = SLOT(target, L.t_codes), *status = SLOT(ex, L.x_status);
+    if (codes == NULL || !PyDict_Check(codes) || status == NULL) {
+        PyErr_SetString(PyExc_TypeError, "gateway lane: target.codes");
+        goto out;
+    }
+    PyObject *cur = PyDict_GetItemWithError(codes, status);
+    long n = cur ? PyLong_AsLong(cur) : 0;
+    if ((cur == NULL || n == -1) && PyErr_Occurred()) {
+        goto out;
+    }
+    PyObject *nv = PyLong_FromLong(n + 1);
+    if (nv == NULL || PyDict_SetItem(codes, status, nv) < 0) {
+        Py_XDECREF(nv);
+        goto out;
+    }
+    Py_DECREF(nv);
+    PyObject *hist = SLOT(route, L.r_hist);
+    double t_up = PyFloat_AsDouble(SLOT(ex, L.x_t_up));
+    if (t_up == -1.0 && PyErr_Occurred()) {
+        goto out;
+    }
+    if (t_up != 0.0 && hist != NULL && hist != Py_None && Py_TYPE(hist) == L.hist_t) {
+        double seconds = end - t_up;
+        int b = 0; /* bisect_left(BUCKETS, seconds) */
+        while (b < L.nbuckets && L.buckets[b] < seconds) {
+            b++;
+        }
+        double sum = PyFloat_AsDouble(SLOT(hist, L.h_sum));
+        if ((sum == -1.0 && PyErr_Occurred()) || list_add(SLOT(hist, L.h_counts), b, 1) < 0 ||
+            set_new(hist, L.h_sum, PyFloat_FromDouble(sum + seconds)) < 0) {
+            goto out;
+        }
+    }
+    accesslog = PyObject_GetAttr(gw, S_accesslog);
+    enabled = accesslog ? PyObject_GetAttr(accesslog, S_enabled) : NULL;
+    int log = enabled ? truth(enabled) : -1;
+    if (log < 0) {
+        goto out;
+    }
+    if (log) {
+        end_f = PyFloat_FromDouble(end);
+        if (end_f == NULL || done(call2(gw, S_log_exchange, ex, end_f)) < 0) {
+            goto out;
+        }
+    }
+    set(client, L.c_active, Py_None);
+    rc = set_new(client, L.c_deadline, deadline(gw, S_idle_timeout));
+out:
+    Py_XDECREF(end_f);
+    Py_XDECREF(enabled);
+    Py_XDECREF(accesslog);
+    Py_DECREF(route);
+    Py_DECREF(target);
+    Py_DECREF(gw);
+    return rc;
+}
+
+/* UpstreamConnection._finish. */
+static int lane_finish(PyObject *conn, PyObject *ex) {
+    int reset = truth(SLOT(conn, L.u_reset_parser));
+    if (reset != 0) {
+        return reset < 0 ? -1 : done(call1(conn, S_finish, ex));
+    }
+    int keep = truth(SLOT(conn, L.u_keep));
+    if (keep > 0) {
+        keep = truth(SLOT(ex, L.x_body_done));
+    }
+    long mode = PyLong_AsLong(SLOT(conn, L.u_mode));
+    if (keep < 0 || (mode == -1 && PyErr_Occurred())) {
+        return -1;
+    }
+    int raw_close = mode == L.raw_close;
+    PyObject *gw = SLOT(conn, L.u_gw);
+    Py_INCREF(gw);
+    set(conn, L.u_ex, Py_None);
+    set(conn, L.u_done, Py_False);
+    int rc = -1;
+    if (keep && !raw_close) { /* Pools.release */
+        PyObject *pools = NULL, *idle = NULL;
+        if (set_new(conn, L.u_deadline, deadline(gw, S_upstream_idle_timeout)) < 0) {
+            goto out;
+        }
+        set(conn, L.u_reused, Py_True);
+        pools = PyObject_GetAttr(gw, S_pools);
+        idle = pools ? PyObject_GetAttr(pools, S_idle) : NULL;
+        PyObject *authority = SLOT(SLOT(conn, L.u_target), L.t_authority);
+        PyObject *stack = idle ? PyDict_GetItemWithError(idle, authority) : NULL;
+        int ok = 0;
+        if (stack != NULL) {
+            ok = PyList_Append(stack, conn) == 0;
+        } else if (idle != NULL && !PyErr_Occurred()) {
+            PyObject *fresh = PyList_New(1);
+            if (fresh != NULL) {
+                Py_INCREF(conn);
+                PyList_SET_ITEM(fresh, 0, conn);
+                ok = PyDict_SetItem(idle, authority, fresh) == 0;
+                Py_DECREF(fresh);
+            }
+        }
+        Py_XDECREF(idle);
+        Py_XDECREF(pools);
+        if (!ok) {
+            goto out;
+        }
+    } else {
+        PyObject *tr = SLOT(conn, L.u_transport);
+        Py_INCREF(tr);
+        int closed = done(call0(tr, S_close));
+        Py_DECREF(tr);
+        if (closed < 0) {
+            goto out;
+        }
+    }
+    PyObject *client = SLOT(ex, L.x_client);
+    if (client == NULL || Py_TYPE(client) != L.client_t) {
+        PyErr_SetString(PyExc_TypeError, "gateway lane: exchange client");
+        goto out;
+    }
+    Py_INCREF(client);
+    rc = lane_end(client, ex, raw_close);
+    Py_DECREF(client);
+out:
+    Py_DECREF(gw);
+    return rc;
+}
+
+/* Write to the exchange's client unless it is gone; marks the response started. */
+static int to_client(PyObject *ex, PyObject *bytes) {
+    PyObject *client = SLOT(ex, L.x_client);
+    int closed = truth(SLOT(client, L.c_closed));
+    if (closed != 0) {
+        return closed < 0 ? -1 : 0;
+    }
+    PyObject *tr = SLOT(client, L.c_transport);
+    Py_INCREF(tr);
+    int rc = done(call1(tr, S_write, bytes));
+    Py_DECREF(tr);
+    if (rc == 0) {
+        set(ex, L.x_resp_started, Py_True);
+    }
+    return rc;
+}
+
+/* UpstreamConnection._relay_body. */
+static int relay_body(PyObject *conn, PyObject *ex, PyObject *data, Py_ssize_t left) {
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    PyObject *piece;
+    if (n > left) { /* bytes after the end of the response: relay it, then drop the conn */
+        piece = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), left);
+        n = left;
+        set(conn, L.u_keep, Py_False);
+    } else {
+        piece = Py_NewRef(data);
+    }
+    if (piece == NULL) {
+        return -1;
+    }
+    left -= n;
+    int rc = -1;
+    if (set_new(conn, L.u_left, PyLong_FromSsize_t(left)) < 0 ||
+        slot_add(ex, L.x_resp_bytes, n) < 0) {
+        goto out;
+    }
+    PyObject *client = SLOT(ex, L.x_client);
+    int closed = truth(SLOT(client, L.c_closed));
+    if (closed < 0) {
+        goto out;
+    }
+    if (!closed) {
+        PyObject *tr = SLOT(client, L.c_transport);
+        Py_INCREF(tr);
+        rc = done(call1(tr, S_write, piece));
+        Py_DECREF(tr);
+        if (rc < 0) {
+            goto out;
+        }
+    }
+    if (left) {
+        rc = set_new(conn, L.u_deadline, deadline(SLOT(conn, L.u_gw), S_upstream_timeout));
+    } else {
+        rc = lane_finish(conn, ex);
+    }
+out:
+    Py_DECREF(piece);
+    return rc;
+}
+
+/* UpstreamConnection.data_received with the native lane. */
+static PyObject *upstream_data_received(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "data_received(self, data)");
+        return NULL;
+    }
+    PyObject *self = args[0], *data = args[1];
+    PyObject *ex = Py_TYPE(self) == L.up_t ? SLOT(self, L.u_ex) : NULL;
+    if (ex == NULL || ex == Py_None || Py_TYPE(ex) != L.ex_t || !PyBytes_CheckExact(data)) {
+        return call1(self, S_py_data_received, data);
+    }
+    Py_INCREF(ex);
+    int rc = -1;
+    Py_ssize_t left = as_ssize(SLOT(self, L.u_left));
+    if (left == -1 && PyErr_Occurred()) {
+        goto out;
+    }
+    if (left > 0) {
+        rc = relay_body(self, ex, data, left);
+        goto out;
+    }
+    int head_wait = truth(SLOT(self, L.u_head_wait));
+    PyObject *hbuf = SLOT(self, L.u_hbuf);
+    if (head_wait < 0) {
+        goto out;
+    }
+    if (!head_wait || hbuf == NULL || !PyBytes_Check(hbuf) || PyBytes_GET_SIZE(hbuf) != 0) {
+        rc = done(call2(self, S_slow_data, ex, data));
+        goto out;
+    }
+    /* the gateway adds no line (Set-Cookie, Connection) to this response: else Python */
+    PyObject *gw = SLOT(self, L.u_gw);
+    PyObject *draining = PyObject_GetAttr(gw, S_draining);
+    int plain = draining != NULL && !truth(draining) && SLOT(ex, L.x_set_cookie) == Py_None &&
+                truth(SLOT(ex, L.x_keep_alive)) == 1 && truth(SLOT(ex, L.x_body_done)) == 1 &&
+                truth(SLOT(ex, L.x_http10)) == 0;
+    Py_XDECREF(draining);
+    if (PyErr_Occurred()) {
+        goto out;
+    }
+    if (!plain) {
+        rc = done(call1(self, S_py_data_received, data));
+        goto out;
+    }
+    int is_head = truth(SLOT(ex, L.x_is_head));
+    if (is_head < 0) {
+        goto out;
+    }
+    const char *buf = PyBytes_AS_STRING(data);
+    response_head r;
+    if (!wire_parse_response(buf, PyBytes_GET_SIZE(data), is_head, &r)) {
+        rc = done(call2(self, S_slow_data, ex, data));
+        goto out;
+    }
+    set(self, L.u_head_wait, Py_False);
+    if (set_new(ex, L.x_status, PyLong_FromLong(r.status)) < 0 ||
+        set_new(ex, L.x_resp_bytes, PyLong_FromSsize_t(r.avail)) < 0) {
+        goto out;
+    }
+    PyObject *out = wire_response_out(buf, &r, "", 0);
+    if (out == NULL) {
+        goto out;
+    }
+    rc = to_client(ex, out);
+    Py_DECREF(out);
+    if (rc < 0) {
+        goto out;
+    }
+    set(self, L.u_keep, r.keep ? Py_True : Py_False);
+    if (r.clen > r.avail) {
+        rc = -1;
+        if (set_new(self, L.u_left, PyLong_FromLongLong(r.clen - r.avail)) == 0) {
+            rc = set_new(self, L.u_deadline, deadline(gw, S_upstream_timeout));
+        }
+    } else {
+        rc = lane_finish(self, ex);
+    }
+out:
+    Py_DECREF(ex);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* -- binding ----------------------------------------------------------------------------- */
+
+static int offset(PyTypeObject *type, const char *name, Py_ssize_t *out) {
+    PyObject *d = PyObject_GetAttrString((PyObject *)type, name);
+    if (d == NULL) {
+        return -1;
+    }
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX &&
+             !(((PyMemberDescrObject *)d)->d_member->flags & READONLY);
+    if (ok) {
+        *out = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+    Py_DECREF(d);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a writable __slots__ member", type->tp_name,
+                     name);
+        return -1;
+    }
+    return 0;
+}
+
+#define OFF(type, field, name)                                                                 \
+    if (offset(type, name, &L.field) < 0) {                                                     \
+        return NULL;                                                                            \
+    }
+
+static PyObject *wrap(PyMethodDef *def, PyObject *module) {
+    PyObject *f = PyCFunction_NewEx(def, module, NULL);
+    if (f == NULL) {
+        return NULL;
+    }
+    PyObject *m = PyInstanceMethod_New(f); /* binds like a Python function */
+    Py_DECREF(f);
+    return m;
+}
+
+static PyMethodDef client_def = {"data_received", (PyCFunction)(void (*)(void))client_data_received,
+                                 METH_FASTCALL, "ClientProtocol.data_received (native lane)."};
+static PyMethodDef upstream_def = {"data_received",
+                                   (PyCFunction)(void (*)(void))upstream_data_received,
+                                   METH_FASTCALL, "UpstreamConnection.data_received (native lane)."};
+
+/*
+ * lane_bind(client_t, upstream_t, exchange_t, route_t, target_t, histogram_t, router_t,
+ *           template, buckets, raw_close, scan_cookie, xxh64)
+ *     -> (client_data_received, upstream_data_received)
+ */
+static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "lane_bind takes 12 arguments");
+        return NULL;
+    }
+    for (int i = 0; i < 7; i++) {
+        if (!PyType_Check(args[i])) {
+            PyErr_SetString(PyExc_TypeError, "lane_bind: the first 7 arguments are classes");
+            return NULL;
+        }
+    }
+    PyTypeObject *ct = (PyTypeObject *)args[0], *ut = (PyTypeObject *)args[1],
+                 *xt = (PyTypeObject *)args[2], *rt = (PyTypeObject *)args[3],
+                 *tt = (PyTypeObject *)args[4], *ht = (PyTypeObject *)args[5],
+                 *rot = (PyTypeObject *)args[6];
+    OFF(ct, c_active, "active");
+    OFF(ct, c_boundary, "boundary");
+    OFF(ct, c_closed, "closed");
+    OFF(ct, c_deadline, "deadline");
+    OFF(ct, c_gw, "gw");
+    OFF(ct, c_ignore, "ignore");
+    OFF(ct, c_max_head, "max_head");
+    OFF(ct, c_peer_ip, "peer_ip");
+    OFF(ct, c_peer_ip_b, "peer_ip_b");
+    OFF(ct, c_peer_trusted, "peer_trusted");
+    OFF(ct, c_queue, "queue");
+    OFF(ct, c_read_paused, "read_paused");
+    OFF(ct, c_transport, "transport");
+    PyObject *slots = PyObject_GetAttrString((PyObject *)xt, "__slots__");
+    if (slots == NULL) {
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(slots, "Exchange.__slots__");
+    Py_DECREF(slots);
+    if (fast == NULL) {
+        return NULL;
+    }
+    Py_ssize_t ns = PySequence_Fast_GET_SIZE(fast);
+    if (ns > MAX_EX_SLOTS) {
+        Py_DECREF(fast);
+        PyErr_SetString(PyExc_ValueError, "lane_bind: too many Exchange slots");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        const char *name = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(fast, i));
+        if (name == NULL || offset(xt, name, &L.x_all[i]) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+    }
+    L.x_n = (int)ns;
+    Py_DECREF(fast);
+    OFF(xt, x_attempts, "attempts");
+    OFF(xt, x_body_done, "body_done");
+    OFF(xt, x_client, "client");
+    OFF(xt, x_cookies, "cookies");
+    OFF(xt, x_finished, "finished");
+    OFF(xt, x_hash, "hash");
+    OFF(xt, x_head, "head");
+    OFF(xt, x_head_done, "head_done");
+    OFF(xt, x_host, "host");
+    OFF(xt, x_http10, "http10");
+    OFF(xt, x_index, "index");
+    OFF(xt, x_is_head, "is_head");
+    OFF(xt, x_keep_alive, "keep_alive");
+    OFF(xt, x_local, "local");
+    OFF(xt, x_method, "method");
+    OFF(xt, x_path, "path");
+    OFF(xt, x_pending, "pending");
+    OFF(xt, x_pending_size, "pending_size");
+    OFF(xt, x_raw, "raw");
+    OFF(xt, x_raw_end, "raw_end");
+    OFF(xt, x_raw_start, "raw_start");
+    OFF(xt, x_remote_ip, "remote_ip");
+    OFF(xt, x_resp_bytes, "resp_bytes");
+    OFF(xt, x_resp_started, "resp_started");
+    OFF(xt, x_route, "route");
+    OFF(xt, x_set_cookie, "set_cookie");
+    OFF(xt, x_status, "status");
+    OFF(xt, x_t0, "t0");
+    OFF(xt, x_t_up, "t_up");
+    OFF(xt, x_target, "target");
+    OFF(xt, x_upstream, "upstream");
+    OFF(xt, x_xff, "xff");
+    OFF(ut, u_deadline, "deadline");
+    OFF(ut, u_done, "done");
+    OFF(ut, u_ex, "ex");
+    OFF(ut, u_gw, "gw");
+    OFF(ut, u_hbuf, "hbuf");
+    OFF(ut, u_head_wait, "head_wait");
+    OFF(ut, u_hpos, "hpos");
+    OFF(ut, u_keep, "keep");
+    OFF(ut, u_left, "left");
+    OFF(ut, u_mode, "mode");
+    OFF(ut, u_reset_parser, "reset_parser");
+    OFF(ut, u_reused, "reused");
+    OFF(ut, u_rpaused, "rpaused");
+    OFF(ut, u_target, "target");
+    OFF(ut, u_transport, "transport");
+    OFF(rt, r_active, "active");
+    OFF(rt, r_hist, "hist");
+    OFF(rt, r_needle, "needle");
+    OFF(rt, r_size, "size");
+    OFF(rt, r_table, "table");
+    OFF(rt, r_targets, "targets");
+    OFF(rt, r_total_active, "total_active");
+    OFF(tt, t_authority, "authority");
+    OFF(tt, t_codes, "codes");
+    OFF(ht, h_counts, "counts");
+    OFF(ht, h_sum, "sum");
+    OFF(rot, ro_cache, "_cache");
+    PyObject *template = args[7];
+    if (Py_TYPE(template) != xt) {
+        PyErr_SetString(PyExc_TypeError, "lane_bind: template must be an Exchange");
+        return NULL;
+    }
+    for (int i = 0; i < L.x_n; i++) {
+        if (SLOT(template, L.x_all[i]) == NULL) {
+            PyErr_SetString(PyExc_ValueError, "lane_bind: template leaves a slot unset");
+            return NULL;
+        }
+    }
+    PyObject *buckets = PySequence_Fast(args[8], "buckets");
+    if (buckets == NULL) {
+        return NULL;
+    }
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(buckets);
+    if (nb > MAX_BUCKETS) {
+        Py_DECREF(buckets);
+        PyErr_SetString(PyExc_ValueError, "lane_bind: too many buckets");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        L.buckets[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(buckets, i));
+    }
+    Py_DECREF(buckets);
+    L.nbuckets = (int)nb;
+    L.raw_close = PyLong_AsLong(args[9]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    L.client_t = ct;
+    L.up_t = ut;
+    L.ex_t = xt;
+    L.route_t = rt;
+    L.target_t = tt;
+    L.hist_t = ht;
+    L.router_t = rot;
+    for (int i = 0; i < 7; i++) {
+        Py_INCREF(args[i]); /* kept for the life of the process */
+    }
+    Py_XSETREF(L.template, Py_NewRef(template));
+    Py_XSETREF(L.scan_cookie, Py_NewRef(args[10]));
+    Py_XSETREF(L.xxh64, Py_NewRef(args[11]));
+    L.bound = 1;
+    PyObject *c = wrap(&client_def, module), *u = wrap(&upstream_def, module);
+    if (c == NULL || u == NULL) {
+        Py_XDECREF(c);
+        Py_XDECREF(u);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", c, u);
+}
+
+PyMethodDef lane_methods[] = {
+    {"lane_bind", (PyCFunction)(void (*)(void))lane_bind, METH_FASTCALL,
+     "Resolve slot offsets; return the native data_received methods (see lane.c)."},
+    {NULL, NULL, 0, NULL},
+};
+
+#define INTERN(var, text)                                                                      \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) {                                    \
+        return -1;                                                                              \
+    }
+
+int lane_init(PyObject *module) {
+    INTERN(S_router, "router");
+    INTERN(S_ejected, "ejected");
+    INTERN(S_pools, "pools");
+    INTERN(S_idle, "idle");
+    INTERN(S_clock, "clock");
+    INTERN(S_config, "config");
+    INTERN(S_upstream_timeout, "upstream_timeout");
+    INTERN(S_upstream_idle_timeout, "upstream_idle_timeout");
+    INTERN(S_idle_timeout, "idle_timeout");
+    INTERN(S_draining, "draining");
+    INTERN(S_accesslog, "accesslog");
+    INTERN(S_enabled, "enabled");
+    INTERN(S_log_exchange, "log_exchange");
+    INTERN(S_connect, "connect");
+    INTERN(S_write, "write");
+    INTERN(S_close, "close");
+    INTERN(S_is_closing, "is_closing");
+    INTERN(S_resume_reading, "resume_reading");
+    INTERN(S_dispatch, "_dispatch");
+    INTERN(S_enqueue, "_enqueue");
+    INTERN(S_slow_data, "_slow_data");
+    INTERN(S_end, "_end");
+    INTERN(S_finish, "_finish");
+    INTERN(S_attach, "attach");
+    INTERN(S_py_data_received, "_py_data_received");
+    EMPTY_BYTES = PyBytes_FromStringAndSize("", 0);
+    ZERO = PyLong_FromLong(0);
+    return EMPTY_BYTES && ZERO ? 0 : -1;
+}

@@ -1,0 +1,75 @@
+/*
+ * Shared by _wire.c (head parsing, Python-facing scan functions) and lane.c (the native
+ * request/response lane). Parsing never allocates; building the forwarded bytes does.
+ */
+#ifndef TETHER_WIRE_H
+#define TETHER_WIRE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define F_KEEP_ALIVE 1
+#define F_HTTP10 2
+#define MAX_SPANS 64 /* dropped lines / cookie / xff values per head; more → not fast */
+#define N_METHODS 8
+
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} span;
+
+typedef struct {
+    Py_ssize_t end;       /* offset in buf just after the head */
+    const char *s;        /* head start */
+    const char *last;     /* the CRLF ending the last line before the blank line */
+    int method;           /* index into the method table */
+    const char *target;
+    Py_ssize_t tlen;
+    const char *version_digit;
+    int http10;
+    int keep;             /* llhttp's should_keep_alive() */
+    const char *host;
+    Py_ssize_t hostlen;
+    const char *xfp;      /* last X-Forwarded-Proto value, or NULL */
+    Py_ssize_t xfplen;
+    span drop[MAX_SPANS]; /* lines not forwarded */
+    int ndrop;
+    Py_ssize_t dropped;
+    span cookies[MAX_SPANS];
+    int ncookie;
+    span xffs[MAX_SPANS];
+    int nxff;
+    Py_ssize_t xfflen;    /* length of the values joined with ", " */
+} request_head;
+
+typedef struct {
+    const char *last; /* the CRLF ending the last line before the blank line */
+    const char *body; /* first body byte */
+    int status;
+    int keep;
+    long long clen;   /* body length (0 when the status or method says no body) */
+    Py_ssize_t avail; /* body bytes present in the buffer (≤ clen) */
+    span drop[MAX_SPANS];
+    int ndrop;
+    Py_ssize_t dropped;
+} response_head;
+
+/* 1 when buf[start:] holds a complete head in the fast-path subset (within `limit` bytes). */
+int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssize_t limit,
+                       request_head *r);
+/* 1 when buf holds a complete final response head framed by Content-Length (or no body). */
+int wire_parse_response(const char *buf, Py_ssize_t len, int head_request, response_head *r);
+
+PyObject *wire_request_head(const request_head *r, const char *peer, Py_ssize_t peerlen,
+                            int trusted);
+PyObject *wire_request_cookies(const request_head *r);
+PyObject *wire_request_xff(const request_head *r);
+PyObject *wire_request_method(const request_head *r); /* new reference to a cached bytes */
+PyObject *wire_response_out(const char *buf, const response_head *r, const char *extra,
+                            Py_ssize_t extralen);
+
+/* lane.c */
+extern PyMethodDef lane_methods[];
+int lane_init(PyObject *module);
+
+#endif
