@@ -38,6 +38,8 @@ def fragment(upstream: str, pod: str, route: str, affinity: str) -> str:
 class AccessLog:
     """Buffered writer of access-log lines to stdout or a file; ``off`` writes nothing."""
 
+    __slots__ = ("_buf", "_fd", "_ms", "_own", "_prefix", "_sec", "_size", "_stamp", "enabled")
+
     def __init__(self, target: str = "stdout") -> None:
         self.enabled = target != "off"
         self._fd: int | None = None

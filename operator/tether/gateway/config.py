@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything the gateway needs to run; defaults suit a pod (0.0.0.0:8080, admin 9901)."""
 

@@ -14,22 +14,36 @@ from xxhash import xxh64_intdigest
 
 from tether.hashing.keys.parse import scan_cookie
 
+from .accesslog import AccessLog
+from .config import GatewayConfig
 from .exchange import Exchange, exchange_template
 from .metrics import BUCKETS, Histogram
 from .proxy import ClientProtocol
 from .routes import Route, Router, Target
-from .upstream import M_RAW_CLOSE, UpstreamConnection
+from .upstream import M_RAW_CLOSE, Pools, UpstreamConnection
 from .wire import _wire
 
 _PYTHON = (ClientProtocol.data_received, UpstreamConnection.data_received)
 ClientProtocol._py_data_received = _PYTHON[0]
 UpstreamConnection._py_data_received = _PYTHON[1]
-_NATIVE = None
-if _wire is not None:
+_NATIVE: tuple | None = None
+
+
+def install(gateway_cls: type) -> None:
+    """Bind the lane to the gateway classes (server.py calls this once); on unless disabled."""
+    global _NATIVE
+    if _wire is None or _NATIVE is not None:
+        return
+    classes = (
+        AccessLog, ClientProtocol, Exchange, gateway_cls, GatewayConfig, Histogram, Pools, Route,
+        Router, Target, UpstreamConnection,
+    )  # fmt: skip
     _NATIVE = _wire.lane_bind(
-        ClientProtocol, UpstreamConnection, Exchange, Route, Target, Histogram, Router,
+        {cls.__name__: cls for cls in classes},
         exchange_template(), BUCKETS, M_RAW_CLOSE, scan_cookie, xxh64_intdigest,
     )  # fmt: skip
+    if os.environ.get("TETHER_GATEWAY_NATIVE", "1") != "0":
+        enable()
 
 
 def enable() -> bool:
@@ -48,7 +62,3 @@ def disable() -> None:
 def active() -> bool:
     """True when the native lane handles data_received."""
     return _NATIVE is not None and ClientProtocol.__dict__["data_received"] is _NATIVE[0]
-
-
-if os.environ.get("TETHER_GATEWAY_NATIVE", "1") != "0":
-    enable()

@@ -19,7 +19,7 @@ import signal
 from bisect import bisect_left
 from time import perf_counter
 
-from . import native  # noqa: F401  (installs the native lane when it is built)
+from . import native
 from .accesslog import AccessLog, fragment
 from .admin import start_admin
 from .config import GatewayConfig
@@ -34,6 +34,32 @@ log = logging.getLogger("tether.gateway")
 
 class Gateway:
     """Shared state of one gateway process (see module docstring)."""
+
+    __slots__ = (
+        "_no_route_codes",
+        "_servers",
+        "_tasks",
+        "_trust_cache",
+        "_trusted",
+        "accesslog",
+        "admin_port",
+        "clients",
+        "clock",
+        "config",
+        "draining",
+        "ejected",
+        "loaded",
+        "loop",
+        "metrics",
+        "now",
+        "pools",
+        "port",
+        "router",
+        "stopped",
+        "stopping",
+        "store",
+        "upstreams",
+    )
 
     def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop | None = None):
         self.config = config
@@ -309,3 +335,6 @@ async def serve(config: GatewayConfig) -> int:
         loop.add_signal_handler(sig, lambda: loop.create_task(gw.shutdown()))
     await gw.stopped.wait()
     return 0
+
+
+native.install(Gateway)

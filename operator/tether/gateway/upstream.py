@@ -335,6 +335,8 @@ def _drop_line(head: bytes, low: bytes, marker: bytes) -> bytes:
 class Pools:
     """Idle keep-alive connections per endpoint authority (LIFO: warmest first)."""
 
+    __slots__ = ("gw", "idle")
+
     def __init__(self, gw) -> None:
         self.gw = gw
         self.idle: dict[str, list[UpstreamConnection]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+from dataclasses import replace
 import socket
 
 from tether.hashing import (
@@ -112,9 +113,7 @@ def test_source_ip_key_trusts_xff_only_from_trusted_proxies(h):
     gw, backends, maglev = _sticky(h, key=key)
     _, _, body, _ = get(gw.port, "/get", headers={"X-Forwarded-For": "198.51.100.7"})
     assert backend_of(body) == backends[maglev.choose(xxh64("127.0.0.1"))].name
-    gw.config = type(gw.config)(
-        **{**gw.config.__dict__, "trusted_proxies": (ipaddress.ip_network("127.0.0.0/8"),)}
-    )
+    gw.config = replace(gw.config, trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
     gw._trusted = gw.config.trusted_proxies
     for client in ("198.51.100.7", "198.51.100.8", "203.0.113.1"):
         _, _, body, _ = get(gw.port, "/get", headers={"X-Forwarded-For": f"{client}, 127.0.0.2"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 from .conftest import backend_of, get, header
 from .docs import make_document
@@ -86,7 +87,7 @@ def test_malformed_request_gets_400(h):
 
 def test_oversized_head_gets_431(h):
     gw, _ = _simple(h)
-    gw.config = type(gw.config)(**{**gw.config.__dict__, "max_header_bytes": 1024})
+    gw.config = replace(gw.config, max_header_bytes=1024)
     out = raw_request(gw.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 431 ")
 

@@ -28,7 +28,12 @@
 
 static struct {
     int bound;
-    PyTypeObject *client_t, *up_t, *ex_t, *route_t, *target_t, *hist_t, *router_t;
+    PyTypeObject *client_t, *up_t, *ex_t, *route_t, *target_t, *hist_t, *router_t, *gw_t, *cfg_t,
+        *pools_t, *log_t;
+    /* Gateway, GatewayConfig, Pools, AccessLog */
+    Py_ssize_t g_accesslog, g_clock, g_config, g_draining, g_ejected, g_pools, g_router;
+    Py_ssize_t f_idle_timeout, f_upstream_idle_timeout, f_upstream_timeout;
+    Py_ssize_t p_idle, a_enabled;
     /* ClientProtocol */
     Py_ssize_t c_active, c_boundary, c_closed, c_deadline, c_gw, c_ignore, c_max_head, c_peer_ip,
         c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused, c_transport;
@@ -56,9 +61,7 @@ static struct {
 } L;
 
 /* interned names for generic attribute access and method calls */
-static PyObject *S_router, *S_ejected, *S_pools, *S_idle, *S_clock, *S_config,
-    *S_upstream_timeout, *S_upstream_idle_timeout, *S_idle_timeout, *S_draining, *S_accesslog,
-    *S_enabled, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
+static PyObject *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
     *S_resume_reading, *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
     *S_py_data_received;
 static PyObject *EMPTY_BYTES, *ZERO;
@@ -113,34 +116,26 @@ static inline Py_ssize_t as_ssize(PyObject *v) {
     return PyLong_AsSsize_t(v);
 }
 
-/* getattr(obj, name) as a double (-1.0 with an exception on failure). */
-static double attr_double(PyObject *obj, PyObject *name) {
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL) {
-        return -1.0;
-    }
-    double d = PyFloat_AsDouble(v);
-    Py_DECREF(v);
-    return d;
+/* The gateway and the objects the lane reads through it have the bound classes (so their
+ * slots are at the resolved offsets); otherwise the whole event goes to Python. */
+static int gw_ok(PyObject *gw) {
+    return gw != NULL && Py_TYPE(gw) == L.gw_t && Py_TYPE(SLOT(gw, L.g_config)) == L.cfg_t &&
+           Py_TYPE(SLOT(gw, L.g_pools)) == L.pools_t &&
+           Py_TYPE(SLOT(gw, L.g_accesslog)) == L.log_t;
 }
 
 /* gw.clock + gw.config.<timeout> as a new float, or NULL. */
-static PyObject *deadline(PyObject *gw, PyObject *timeout_name) {
-    double clock = attr_double(gw, S_clock);
-    if (clock == -1.0 && PyErr_Occurred()) {
-        return NULL;
-    }
-    PyObject *config = PyObject_GetAttr(gw, S_config);
-    if (config == NULL) {
-        return NULL;
-    }
-    double t = attr_double(config, timeout_name);
-    Py_DECREF(config);
-    if (t == -1.0 && PyErr_Occurred()) {
+static PyObject *deadline(PyObject *gw, Py_ssize_t timeout_off) {
+    double clock = PyFloat_AsDouble(SLOT(gw, L.g_clock));
+    double t = PyFloat_AsDouble(SLOT(SLOT(gw, L.g_config), timeout_off));
+    if (PyErr_Occurred()) {
         return NULL;
     }
     return PyFloat_FromDouble(clock + t);
 }
+
+/* gw.pools.idle (borrowed). */
+static inline PyObject *gw_idle(PyObject *gw) { return SLOT(SLOT(gw, L.g_pools), L.p_idle); }
 
 static PyObject *call0(PyObject *obj, PyObject *name) {
     return PyObject_VectorcallMethod(name, &obj, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -266,7 +261,6 @@ static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t
     PyObject *target = PyList_GET_ITEM(targets, i);
     Py_INCREF(target);
     int rc = -1;
-    PyObject *pools = NULL, *idle = NULL;
     if (set_new(ex, L.x_index, PyLong_FromSsize_t(i)) < 0) {
         goto out;
     }
@@ -275,13 +269,10 @@ static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t
         slot_add(route, L.r_total_active, 1) < 0) {
         goto out;
     }
-    pools = PyObject_GetAttr(gw, S_pools);
-    idle = pools ? PyObject_GetAttr(pools, S_idle) : NULL;
-    if (idle == NULL) {
-        goto out;
-    }
+    PyObject *idle = gw_idle(gw);
     PyObject *authority = SLOT(target, L.t_authority);
-    PyObject *stack = authority ? PyDict_GetItemWithError(idle, authority) : NULL;
+    PyObject *stack = authority && PyDict_Check(idle) ? PyDict_GetItemWithError(idle, authority)
+                                                      : NULL;
     if (stack == NULL && PyErr_Occurred()) {
         goto out;
     }
@@ -325,8 +316,6 @@ static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t
     Py_XDECREF(stack);
     rc = done(call2(gw, S_connect, target, ex));
 out:
-    Py_XDECREF(idle);
-    Py_XDECREF(pools);
     Py_DECREF(target);
     return rc;
 }
@@ -334,17 +323,14 @@ out:
 /* ClientProtocol._dispatch + Route.pick_first, for a cookie key over a Maglev table. */
 static int lane_dispatch(PyObject *client, PyObject *ex) {
     PyObject *gw = SLOT(client, L.c_gw);
-    PyObject *router = NULL, *ejected = NULL, *value = NULL, *h = NULL;
+    PyObject *router = NULL, *value = NULL, *h = NULL;
     int rc = -1;
     int trusted = truth(SLOT(client, L.c_peer_trusted));
     if (trusted != 0 || gw == NULL) {
         goto python; /* the client address comes from X-Forwarded-For: Python's job */
     }
     Py_INCREF(gw);
-    router = PyObject_GetAttr(gw, S_router);
-    if (router == NULL) {
-        goto out;
-    }
+    router = Py_NewRef(SLOT(gw, L.g_router));
     if (Py_TYPE(router) != L.router_t) {
         goto python_gw;
     }
@@ -361,8 +347,7 @@ static int lane_dispatch(PyObject *client, PyObject *ex) {
         goto python_gw;
     }
     Py_INCREF(route);
-    ejected = PyObject_GetAttr(gw, S_ejected);
-    int any_ejected = ejected ? truth(ejected) : -1;
+    int any_ejected = truth(SLOT(gw, L.g_ejected));
     if (any_ejected != 0) {
         Py_DECREF(route);
         if (any_ejected < 0) {
@@ -422,7 +407,6 @@ static int lane_dispatch(PyObject *client, PyObject *ex) {
 python_gw:
     Py_DECREF(gw);
     Py_XDECREF(router);
-    Py_XDECREF(ejected);
     Py_XDECREF(value);
     Py_XDECREF(h);
 python:
@@ -432,7 +416,6 @@ python:
     return done(call1(client, S_dispatch, ex));
 out:
     Py_XDECREF(router);
-    Py_XDECREF(ejected);
     Py_XDECREF(value);
     Py_XDECREF(h);
     Py_DECREF(gw);
@@ -446,7 +429,7 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
         return NULL;
     }
     PyObject *self = args[0], *data = args[1];
-    if (Py_TYPE(self) != L.client_t || !PyBytes_CheckExact(data)) {
+    if (Py_TYPE(self) != L.client_t || !PyBytes_CheckExact(data) || !gw_ok(SLOT(self, L.c_gw))) {
         return call1(self, S_py_data_received, data);
     }
     int t = truth(SLOT(self, L.c_ignore));
@@ -524,7 +507,7 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw) {
     set(conn, L.u_done, Py_False);
     set(conn, L.u_hbuf, EMPTY_BYTES);
     set(conn, L.u_hpos, ZERO);
-    if (set_new(conn, L.u_deadline, deadline(gw, S_upstream_timeout)) < 0 ||
+    if (set_new(conn, L.u_deadline, deadline(gw, L.f_upstream_timeout)) < 0 ||
         set_new(ex, L.x_t_up, PyFloat_FromDouble(now())) < 0) {
         return -1;
     }
@@ -568,14 +551,12 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw) {
 static int lane_end(PyObject *client, PyObject *ex, int close) {
     PyObject *gw = SLOT(client, L.c_gw);
     PyObject *target = SLOT(ex, L.x_target), *route = SLOT(ex, L.x_route);
-    PyObject *draining = PyObject_GetAttr(gw, S_draining);
-    int c = close || draining == NULL || truth(draining) != 0 || truth(SLOT(ex, L.x_finished)) ||
+    int c = close || truth(SLOT(gw, L.g_draining)) != 0 || truth(SLOT(ex, L.x_finished)) ||
             !truth(SLOT(ex, L.x_keep_alive)) || !truth(SLOT(ex, L.x_body_done)) ||
             truth(SLOT(ex, L.x_local)) || target == NULL || Py_TYPE(target) != L.target_t ||
             route == NULL || Py_TYPE(route) != L.route_t || truth(SLOT(client, L.c_closed)) ||
             truth(SLOT(client, L.c_read_paused)) || truth(SLOT(client, L.c_queue)) ||
             SLOT(client, L.c_active) != ex;
-    Py_XDECREF(draining);
     if (PyErr_Occurred()) {
         return -1;
     }
@@ -586,7 +567,7 @@ static int lane_end(PyObject *client, PyObject *ex, int close) {
     Py_INCREF(target);
     Py_INCREF(route);
     int rc = -1;
-    PyObject *end_f = NULL, *accesslog = NULL, *enabled = NULL;
+    PyObject *end_f = NULL;
     set(ex, L.x_finished, Py_True);
     Py_ssize_t index = as_ssize(SLOT(ex, L.x_index));
     if (index == -1 && PyErr_Occurred()) {
@@ -635,9 +616,7 @@ static int lane_end(PyObject *client, PyObject *ex, int close) {
             goto out;
         }
     }
-    accesslog = PyObject_GetAttr(gw, S_accesslog);
-    enabled = accesslog ? PyObject_GetAttr(accesslog, S_enabled) : NULL;
-    int log = enabled ? truth(enabled) : -1;
+    int log = truth(SLOT(SLOT(gw, L.g_accesslog), L.a_enabled));
     if (log < 0) {
         goto out;
     }
@@ -648,11 +627,9 @@ static int lane_end(PyObject *client, PyObject *ex, int close) {
         }
     }
     set(client, L.c_active, Py_None);
-    rc = set_new(client, L.c_deadline, deadline(gw, S_idle_timeout));
+    rc = set_new(client, L.c_deadline, deadline(gw, L.f_idle_timeout));
 out:
     Py_XDECREF(end_f);
-    Py_XDECREF(enabled);
-    Py_XDECREF(accesslog);
     Py_DECREF(route);
     Py_DECREF(target);
     Py_DECREF(gw);
@@ -680,19 +657,17 @@ static int lane_finish(PyObject *conn, PyObject *ex) {
     set(conn, L.u_done, Py_False);
     int rc = -1;
     if (keep && !raw_close) { /* Pools.release */
-        PyObject *pools = NULL, *idle = NULL;
-        if (set_new(conn, L.u_deadline, deadline(gw, S_upstream_idle_timeout)) < 0) {
+        if (set_new(conn, L.u_deadline, deadline(gw, L.f_upstream_idle_timeout)) < 0) {
             goto out;
         }
         set(conn, L.u_reused, Py_True);
-        pools = PyObject_GetAttr(gw, S_pools);
-        idle = pools ? PyObject_GetAttr(pools, S_idle) : NULL;
+        PyObject *idle = gw_idle(gw);
         PyObject *authority = SLOT(SLOT(conn, L.u_target), L.t_authority);
-        PyObject *stack = idle ? PyDict_GetItemWithError(idle, authority) : NULL;
+        PyObject *stack = PyDict_GetItemWithError(idle, authority);
         int ok = 0;
         if (stack != NULL) {
             ok = PyList_Append(stack, conn) == 0;
-        } else if (idle != NULL && !PyErr_Occurred()) {
+        } else if (!PyErr_Occurred()) {
             PyObject *fresh = PyList_New(1);
             if (fresh != NULL) {
                 Py_INCREF(conn);
@@ -701,8 +676,6 @@ static int lane_finish(PyObject *conn, PyObject *ex) {
                 Py_DECREF(fresh);
             }
         }
-        Py_XDECREF(idle);
-        Py_XDECREF(pools);
         if (!ok) {
             goto out;
         }
@@ -780,7 +753,7 @@ static int relay_body(PyObject *conn, PyObject *ex, PyObject *data, Py_ssize_t l
         }
     }
     if (left) {
-        rc = set_new(conn, L.u_deadline, deadline(SLOT(conn, L.u_gw), S_upstream_timeout));
+        rc = set_new(conn, L.u_deadline, deadline(SLOT(conn, L.u_gw), L.f_upstream_timeout));
     } else {
         rc = lane_finish(conn, ex);
     }
@@ -797,7 +770,8 @@ static PyObject *upstream_data_received(PyObject *mod, PyObject *const *args, Py
     }
     PyObject *self = args[0], *data = args[1];
     PyObject *ex = Py_TYPE(self) == L.up_t ? SLOT(self, L.u_ex) : NULL;
-    if (ex == NULL || ex == Py_None || Py_TYPE(ex) != L.ex_t || !PyBytes_CheckExact(data)) {
+    if (ex == NULL || ex == Py_None || Py_TYPE(ex) != L.ex_t || !PyBytes_CheckExact(data) ||
+        !gw_ok(SLOT(self, L.u_gw))) {
         return call1(self, S_py_data_received, data);
     }
     Py_INCREF(ex);
@@ -821,11 +795,9 @@ static PyObject *upstream_data_received(PyObject *mod, PyObject *const *args, Py
     }
     /* the gateway adds no line (Set-Cookie, Connection) to this response: else Python */
     PyObject *gw = SLOT(self, L.u_gw);
-    PyObject *draining = PyObject_GetAttr(gw, S_draining);
-    int plain = draining != NULL && !truth(draining) && SLOT(ex, L.x_set_cookie) == Py_None &&
+    int plain = truth(SLOT(gw, L.g_draining)) == 0 && SLOT(ex, L.x_set_cookie) == Py_None &&
                 truth(SLOT(ex, L.x_keep_alive)) == 1 && truth(SLOT(ex, L.x_body_done)) == 1 &&
                 truth(SLOT(ex, L.x_http10)) == 0;
-    Py_XDECREF(draining);
     if (PyErr_Occurred()) {
         goto out;
     }
@@ -861,7 +833,7 @@ static PyObject *upstream_data_received(PyObject *mod, PyObject *const *args, Py
     if (r.clen > r.avail) {
         rc = -1;
         if (set_new(self, L.u_left, PyLong_FromLongLong(r.clen - r.avail)) == 0) {
-            rc = set_new(self, L.u_deadline, deadline(gw, S_upstream_timeout));
+            rc = set_new(self, L.u_deadline, deadline(gw, L.f_upstream_timeout));
         }
     } else {
         rc = lane_finish(self, ex);
@@ -917,26 +889,50 @@ static PyMethodDef upstream_def = {"data_received",
                                    (PyCFunction)(void (*)(void))upstream_data_received,
                                    METH_FASTCALL, "UpstreamConnection.data_received (native lane)."};
 
-/*
- * lane_bind(client_t, upstream_t, exchange_t, route_t, target_t, histogram_t, router_t,
- *           template, buckets, raw_close, scan_cookie, xxh64)
- *     -> (client_data_received, upstream_data_received)
- */
-static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "lane_bind takes 12 arguments");
+static PyTypeObject *class_of(PyObject *classes, const char *name) {
+    PyObject *t = PyDict_GetItemString(classes, name);
+    if (t == NULL || !PyType_Check(t)) {
+        PyErr_Format(PyExc_TypeError, "lane_bind: classes[%s] must be a class", name);
         return NULL;
     }
-    for (int i = 0; i < 7; i++) {
-        if (!PyType_Check(args[i])) {
-            PyErr_SetString(PyExc_TypeError, "lane_bind: the first 7 arguments are classes");
-            return NULL;
-        }
+    Py_INCREF(t); /* kept for the life of the process */
+    return (PyTypeObject *)t;
+}
+
+/*
+ * lane_bind(classes, template, buckets, raw_close, scan_cookie, xxh64)
+ *     -> (client_data_received, upstream_data_received)
+ * classes: {"ClientProtocol": .., "UpstreamConnection": .., "Exchange": .., "Route": ..,
+ *           "Target": .., "Histogram": .., "Router": .., "Gateway": .., "GatewayConfig": ..,
+ *           "Pools": .., "AccessLog": ..}
+ */
+static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "lane_bind takes 6 arguments (classes dict first)");
+        return NULL;
     }
-    PyTypeObject *ct = (PyTypeObject *)args[0], *ut = (PyTypeObject *)args[1],
-                 *xt = (PyTypeObject *)args[2], *rt = (PyTypeObject *)args[3],
-                 *tt = (PyTypeObject *)args[4], *ht = (PyTypeObject *)args[5],
-                 *rot = (PyTypeObject *)args[6];
+    PyObject *classes = args[0];
+    PyTypeObject *ct, *ut, *xt, *rt, *tt, *ht, *rot, *gt, *ft, *pt, *at;
+    if (!(ct = class_of(classes, "ClientProtocol")) ||
+        !(ut = class_of(classes, "UpstreamConnection")) || !(xt = class_of(classes, "Exchange")) ||
+        !(rt = class_of(classes, "Route")) || !(tt = class_of(classes, "Target")) ||
+        !(ht = class_of(classes, "Histogram")) || !(rot = class_of(classes, "Router")) ||
+        !(gt = class_of(classes, "Gateway")) || !(ft = class_of(classes, "GatewayConfig")) ||
+        !(pt = class_of(classes, "Pools")) || !(at = class_of(classes, "AccessLog"))) {
+        return NULL;
+    }
+    OFF(gt, g_accesslog, "accesslog");
+    OFF(gt, g_clock, "clock");
+    OFF(gt, g_config, "config");
+    OFF(gt, g_draining, "draining");
+    OFF(gt, g_ejected, "ejected");
+    OFF(gt, g_pools, "pools");
+    OFF(gt, g_router, "router");
+    OFF(ft, f_idle_timeout, "idle_timeout");
+    OFF(ft, f_upstream_idle_timeout, "upstream_idle_timeout");
+    OFF(ft, f_upstream_timeout, "upstream_timeout");
+    OFF(pt, p_idle, "idle");
+    OFF(at, a_enabled, "enabled");
     OFF(ct, c_active, "active");
     OFF(ct, c_boundary, "boundary");
     OFF(ct, c_closed, "closed");
@@ -1033,7 +1029,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(ht, h_counts, "counts");
     OFF(ht, h_sum, "sum");
     OFF(rot, ro_cache, "_cache");
-    PyObject *template = args[7];
+    PyObject *template = args[1];
     if (Py_TYPE(template) != xt) {
         PyErr_SetString(PyExc_TypeError, "lane_bind: template must be an Exchange");
         return NULL;
@@ -1044,7 +1040,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
             return NULL;
         }
     }
-    PyObject *buckets = PySequence_Fast(args[8], "buckets");
+    PyObject *buckets = PySequence_Fast(args[2], "buckets");
     if (buckets == NULL) {
         return NULL;
     }
@@ -1059,7 +1055,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     Py_DECREF(buckets);
     L.nbuckets = (int)nb;
-    L.raw_close = PyLong_AsLong(args[9]);
+    L.raw_close = PyLong_AsLong(args[3]);
     if (PyErr_Occurred()) {
         return NULL;
     }
@@ -1070,12 +1066,13 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     L.target_t = tt;
     L.hist_t = ht;
     L.router_t = rot;
-    for (int i = 0; i < 7; i++) {
-        Py_INCREF(args[i]); /* kept for the life of the process */
-    }
+    L.gw_t = gt;
+    L.cfg_t = ft;
+    L.pools_t = pt;
+    L.log_t = at;
     Py_XSETREF(L.template, Py_NewRef(template));
-    Py_XSETREF(L.scan_cookie, Py_NewRef(args[10]));
-    Py_XSETREF(L.xxh64, Py_NewRef(args[11]));
+    Py_XSETREF(L.scan_cookie, Py_NewRef(args[4]));
+    Py_XSETREF(L.xxh64, Py_NewRef(args[5]));
     L.bound = 1;
     PyObject *c = wrap(&client_def, module), *u = wrap(&upstream_def, module);
     if (c == NULL || u == NULL) {
@@ -1098,18 +1095,6 @@ PyMethodDef lane_methods[] = {
     }
 
 int lane_init(PyObject *module) {
-    INTERN(S_router, "router");
-    INTERN(S_ejected, "ejected");
-    INTERN(S_pools, "pools");
-    INTERN(S_idle, "idle");
-    INTERN(S_clock, "clock");
-    INTERN(S_config, "config");
-    INTERN(S_upstream_timeout, "upstream_timeout");
-    INTERN(S_upstream_idle_timeout, "upstream_idle_timeout");
-    INTERN(S_idle_timeout, "idle_timeout");
-    INTERN(S_draining, "draining");
-    INTERN(S_accesslog, "accesslog");
-    INTERN(S_enabled, "enabled");
     INTERN(S_log_exchange, "log_exchange");
     INTERN(S_connect, "connect");
     INTERN(S_write, "write");
