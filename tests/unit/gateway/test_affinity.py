@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import http.client
-from dataclasses import replace
 import socket
+from dataclasses import replace
 
 from tether.hashing import (
     Host,
