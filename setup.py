@@ -21,7 +21,11 @@ setup(
         ),
         Extension(
             "tether.gateway.wire._wire",
-            sources=["operator/tether/gateway/wire/_wire.c", "operator/tether/gateway/wire/lane.c"],
+            sources=[
+                "operator/tether/gateway/wire/_wire.c",
+                "operator/tether/gateway/wire/lane.c",
+                "operator/tether/gateway/wire/accesslog.c",
+            ],
             depends=["operator/tether/gateway/wire/wire.h"],
             extra_compile_args=["-O2", "-std=c99", "-Wall"],
         ),

@@ -8,7 +8,11 @@ as the wrk script (``Cookie: sid=<n>``, Maglev over 3 endpoints), next to a mini
 Under ``valgrind --tool=callgrind`` the difference between N=3000 and N=1000 requests divided
 by 2000 is the per-request instruction count.
 
-Usage: python -m tests.bench.gateway_icount            (needs valgrind; apt-get install valgrind)
+With the native lane built (``wire/lane.c``) the tether figure is the lane's; set
+``TETHER_GATEWAY_NATIVE=0`` to measure the pure-Python path. ``--access-log`` makes tether
+write its access log (to /dev/null) as well.
+
+Usage: python -m tests.bench.gateway_icount [--access-log]   (needs valgrind)
        python -m tests.bench.gateway_icount --run tether|minimal N   (one measured process)
 """
 
@@ -94,7 +98,7 @@ class _MinClient:
         self.u.t.write(self.buf)
 
 
-async def _drive(which: str, n: int) -> None:
+async def _drive(which: str, n: int, access_log: str = "off") -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     from tests.unit.gateway.docs import cookie_key, make_document
     from tether.gateway.config import GatewayConfig
@@ -107,7 +111,7 @@ async def _drive(which: str, n: int) -> None:
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8083\r\nCookie: sid=%d\r\n\r\n" % rnd.randint(1, 100000)
         for _ in range(1000)
     ]
-    gw = Gateway(GatewayConfig(access_log="off"))
+    gw = Gateway(GatewayConfig(access_log=access_log))
     doc = make_document(
         [("127.0.0.1", 9000 + i, f"b{i}") for i in (1, 2, 3)], hash_key=cookie_key("sid", None)
     )
@@ -144,8 +148,10 @@ async def _drive(which: str, n: int) -> None:
             mini.t.out.clear()
 
 
-def _instructions(which: str, n: int) -> int:
-    env = dict(os.environ, PYTHONHASHSEED="0")
+def _instructions(which: str, n: int, access_log: bool = False) -> int:
+    env = dict(
+        os.environ, PYTHONHASHSEED="0", ICOUNT_ACCESS_LOG="/dev/null" if access_log else "off"
+    )
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          "-m", "tests.bench.gateway_icount", "--run", which, str(n)],
@@ -157,18 +163,29 @@ def _instructions(which: str, n: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("WHICH", "N"))
+    ap.add_argument("--access-log", action="store_true", help="tether writes its access log")
     args = ap.parse_args(argv)
     if args.run:
-        asyncio.run(_drive(args.run[0], int(args.run[1])))
+        asyncio.run(
+            _drive(args.run[0], int(args.run[1]), os.environ.get("ICOUNT_ACCESS_LOG", "off"))
+        )
         return 0
     if not shutil.which("valgrind"):
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
     per = {}
     for which in ("tether", "minimal"):
-        per[which] = (_instructions(which, 3000) - _instructions(which, 1000)) / 2000
+        n3, n1 = (_instructions(which, n, args.access_log) for n in (3000, 1000))
+        per[which] = (n3 - n1) / 2000
         print(f"{which:8s} {per[which]:9.0f} instructions/request (Python side, callgrind)")
     print(f"ratio    {per['tether'] / per['minimal']:9.2f}x the minimal raw-forwarding twin")
+    from tether.gateway import native, server  # noqa: F401  (server installs the lane)
+
+    lane = (
+        "native lane" if native.active() else "pure Python (TETHER_GATEWAY_NATIVE=0 or not built)"
+    )
+    log = "access log on" if args.access_log else "access log off"
+    print(f"tether path: {lane}, {log}")
     return 0
 
 

@@ -27,6 +27,38 @@ _FRAC = [f"{i:03d}" for i in range(1000)]
 _METHODS = {m: f'"{m.decode()}"' for m in (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"PATCH")}
 
 
+def format_line(
+    stamp: str,
+    method: bytes,
+    path: bytes,
+    status: int,
+    where: str,
+    h: int | None,
+    generated: bool,
+    duration: float,
+    nbytes: int,
+    client: str,
+    attempts: int,
+    error: str,
+) -> str:
+    """One access-log line (see module docstring); ``where`` is a cached ``fragment()``.
+
+    The native lane formats the same line in C (``wire/accesslog.c``), tested equal to this.
+    """
+    m = _METHODS.get(method)
+    if m is None:
+        m = _js(method.decode("latin-1"))
+    us = int(duration * 1e6)  # fixed-point milliseconds: cheaper than float formatting
+    ms = f"{us // 1000}.{_FRAC[us % 1000]}"
+    return (
+        f'{{"time":"{stamp}","method":{m},"path":{_js(path.decode("latin-1"))},'
+        f'"status":{status},{where},"hash":"{"" if h is None else format(h, "016x")}",'
+        f'"cookie_generated":{"true" if generated else "false"},'
+        f'"duration_ms":{ms},"bytes":{nbytes},"client":{_js(client)},'
+        f'"attempts":{attempts},"error":{_js(error) if error else _EMPTY}}}\n'
+    )
+
+
 def fragment(upstream: str, pod: str, route: str, affinity: str) -> str:
     """The JSON members that only depend on (target, route): built once, reused per line."""
     return (
@@ -106,18 +138,10 @@ class AccessLog:
         error: str,
     ) -> None:
         """Append one line; ``where`` is a cached ``fragment()`` (upstream, pod, route, kind)."""
-        m = _METHODS.get(method)
-        if m is None:
-            m = _js(method.decode("latin-1"))
-        us = int(duration * 1e6)  # fixed-point milliseconds: cheaper than float formatting
-        ms = f"{us // 1000}.{_FRAC[us % 1000]}"
-        line = (
-            f'{{"time":"{self._time()}","method":{m},"path":{_js(path.decode("latin-1"))},'
-            f'"status":{status},{where},"hash":"{"" if h is None else format(h, "016x")}",'
-            f'"cookie_generated":{"true" if generated else "false"},'
-            f'"duration_ms":{ms},"bytes":{nbytes},"client":"{client}",'
-            f'"attempts":{attempts},"error":{_js(error) if error else _EMPTY}}}\n'
-        )
+        line = format_line(
+            self._time(), method, path, status, where, h, generated, duration, nbytes, client,
+            attempts, error,
+        )  # fmt: skip
         self._buf.append(line)
         self._size += len(line)
         if self._size >= _FLUSH_BYTES:

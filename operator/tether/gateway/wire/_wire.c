@@ -587,7 +587,8 @@ PyMODINIT_FUNC PyInit__wire(void) {
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddFunctions(m, lane_methods) < 0 || lane_init(m) < 0) {
+    if (PyModule_AddFunctions(m, lane_methods) < 0 ||
+        PyModule_AddFunctions(m, accesslog_methods) < 0 || lane_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -19,6 +19,7 @@
  */
 #include "wire.h"
 
+#include <string.h>
 #include <structmember.h>
 #include <time.h>
 
@@ -33,14 +34,15 @@ static struct {
     /* Gateway, GatewayConfig, Pools, AccessLog */
     Py_ssize_t g_accesslog, g_clock, g_config, g_draining, g_ejected, g_pools, g_router;
     Py_ssize_t f_idle_timeout, f_upstream_idle_timeout, f_upstream_timeout;
-    Py_ssize_t p_idle, a_enabled;
+    Py_ssize_t p_idle, a_buf, a_enabled, a_size;
     /* ClientProtocol */
     Py_ssize_t c_active, c_boundary, c_closed, c_deadline, c_gw, c_ignore, c_max_head, c_peer_ip,
         c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused, c_transport;
     /* Exchange: every slot (template copy), then the ones set here */
     Py_ssize_t x_all[MAX_EX_SLOTS];
     int x_n;
-    Py_ssize_t x_attempts, x_body_done, x_client, x_cookies, x_finished, x_hash, x_head,
+    Py_ssize_t x_attempts, x_body_done, x_client, x_cookies, x_error, x_finished, x_generated,
+        x_hash, x_head,
         x_head_done, x_host, x_http10, x_index, x_is_head, x_keep_alive, x_local, x_method,
         x_path, x_pending, x_pending_size, x_raw, x_raw_end, x_raw_start, x_remote_ip,
         x_resp_bytes, x_resp_started, x_route, x_set_cookie, x_status, x_t0, x_t_up, x_target,
@@ -51,7 +53,7 @@ static struct {
         u_mode, u_reset_parser, u_reused, u_rpaused, u_target, u_transport;
     /* Route, Target, Histogram, Router */
     Py_ssize_t r_active, r_hist, r_needle, r_size, r_table, r_targets, r_total_active;
-    Py_ssize_t t_authority, t_codes;
+    Py_ssize_t t_authority, t_codes, t_log_fragment;
     Py_ssize_t h_counts, h_sum;
     Py_ssize_t ro_cache;
     double buckets[MAX_BUCKETS];
@@ -61,7 +63,7 @@ static struct {
 } L;
 
 /* interned names for generic attribute access and method calls */
-static PyObject *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
+static PyObject *S_flush, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
     *S_resume_reading, *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
     *S_py_data_received;
 static PyObject *EMPTY_BYTES, *ZERO;
@@ -547,6 +549,48 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw) {
     return 0;
 }
 
+#define FLUSH_BYTES 65536 /* accesslog._FLUSH_BYTES */
+
+/* Gateway.log_exchange + AccessLog.write_line for an exchange answered by an upstream. */
+static int lane_log(PyObject *gw, PyObject *ex, PyObject *target, double end) {
+    PyObject *alog = SLOT(gw, L.g_accesslog);
+    double t0 = PyFloat_AsDouble(SLOT(ex, L.x_t0));
+    PyObject *stamp = wire_access_stamp();
+    if (stamp == NULL || (t0 == -1.0 && PyErr_Occurred())) {
+        Py_XDECREF(stamp);
+        return -1;
+    }
+    char buf[4096];
+    Py_ssize_t n = wire_access_line(
+        buf, sizeof buf, stamp, SLOT(ex, L.x_method), SLOT(ex, L.x_path), SLOT(ex, L.x_status),
+        SLOT(target, L.t_log_fragment), SLOT(ex, L.x_hash), SLOT(ex, L.x_generated) != Py_None,
+        end - t0, SLOT(ex, L.x_resp_bytes), SLOT(ex, L.x_remote_ip), SLOT(ex, L.x_attempts),
+        SLOT(ex, L.x_error));
+    Py_DECREF(stamp);
+    if (n < 0) { /* a long path or unusual fields: the Python formatter */
+        PyObject *end_f = PyFloat_FromDouble(end);
+        int rc = end_f ? done(call2(gw, S_log_exchange, ex, end_f)) : -1;
+        Py_XDECREF(end_f);
+        return rc;
+    }
+    PyObject *line = PyUnicode_New(n, 127); /* the formatter writes ASCII only */
+    if (line != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(line), buf, (size_t)n);
+    }
+    PyObject *lines = SLOT(alog, L.a_buf);
+    Py_ssize_t size = as_ssize(SLOT(alog, L.a_size));
+    if (line == NULL || !PyList_Check(lines) || (size == -1 && PyErr_Occurred()) ||
+        PyList_Append(lines, line) < 0) {
+        Py_XDECREF(line);
+        return -1;
+    }
+    Py_DECREF(line);
+    if (set_new(alog, L.a_size, PyLong_FromSsize_t(size + n)) < 0) {
+        return -1;
+    }
+    return size + n >= FLUSH_BYTES ? done(call0(alog, S_flush)) : 0;
+}
+
 /* ClientProtocol._end + Gateway.record for an exchange answered by an upstream. */
 static int lane_end(PyObject *client, PyObject *ex, int close) {
     PyObject *gw = SLOT(client, L.c_gw);
@@ -567,7 +611,6 @@ static int lane_end(PyObject *client, PyObject *ex, int close) {
     Py_INCREF(target);
     Py_INCREF(route);
     int rc = -1;
-    PyObject *end_f = NULL;
     set(ex, L.x_finished, Py_True);
     Py_ssize_t index = as_ssize(SLOT(ex, L.x_index));
     if (index == -1 && PyErr_Occurred()) {
@@ -620,16 +663,12 @@ static int lane_end(PyObject *client, PyObject *ex, int close) {
     if (log < 0) {
         goto out;
     }
-    if (log) {
-        end_f = PyFloat_FromDouble(end);
-        if (end_f == NULL || done(call2(gw, S_log_exchange, ex, end_f)) < 0) {
-            goto out;
-        }
+    if (log && lane_log(gw, ex, target, end) < 0) {
+        goto out;
     }
     set(client, L.c_active, Py_None);
     rc = set_new(client, L.c_deadline, deadline(gw, L.f_idle_timeout));
 out:
-    Py_XDECREF(end_f);
     Py_DECREF(route);
     Py_DECREF(target);
     Py_DECREF(gw);
@@ -932,7 +971,9 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(ft, f_upstream_idle_timeout, "upstream_idle_timeout");
     OFF(ft, f_upstream_timeout, "upstream_timeout");
     OFF(pt, p_idle, "idle");
+    OFF(at, a_buf, "_buf");
     OFF(at, a_enabled, "enabled");
+    OFF(at, a_size, "_size");
     OFF(ct, c_active, "active");
     OFF(ct, c_boundary, "boundary");
     OFF(ct, c_closed, "closed");
@@ -974,7 +1015,9 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(xt, x_body_done, "body_done");
     OFF(xt, x_client, "client");
     OFF(xt, x_cookies, "cookies");
+    OFF(xt, x_error, "error");
     OFF(xt, x_finished, "finished");
+    OFF(xt, x_generated, "generated");
     OFF(xt, x_hash, "hash");
     OFF(xt, x_head, "head");
     OFF(xt, x_head_done, "head_done");
@@ -1026,6 +1069,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(rt, r_total_active, "total_active");
     OFF(tt, t_authority, "authority");
     OFF(tt, t_codes, "codes");
+    OFF(tt, t_log_fragment, "log_fragment");
     OFF(ht, h_counts, "counts");
     OFF(ht, h_sum, "sum");
     OFF(rot, ro_cache, "_cache");
@@ -1096,6 +1140,7 @@ PyMethodDef lane_methods[] = {
 
 int lane_init(PyObject *module) {
     INTERN(S_log_exchange, "log_exchange");
+    INTERN(S_flush, "flush");
     INTERN(S_connect, "connect");
     INTERN(S_write, "write");
     INTERN(S_close, "close");

@@ -68,6 +68,14 @@ PyObject *wire_request_method(const request_head *r); /* new reference to a cach
 PyObject *wire_response_out(const char *buf, const response_head *r, const char *extra,
                             Py_ssize_t extralen);
 
+/* accesslog.c */
+extern PyMethodDef accesslog_methods[];
+Py_ssize_t wire_access_line(char *out, Py_ssize_t cap, PyObject *stamp, PyObject *method,
+                            PyObject *path, PyObject *status, PyObject *where, PyObject *h,
+                            int generated, double duration, PyObject *nbytes, PyObject *client,
+                            PyObject *attempts, PyObject *error);
+PyObject *wire_access_stamp(void);
+
 /* lane.c */
 extern PyMethodDef lane_methods[];
 int lane_init(PyObject *module);
