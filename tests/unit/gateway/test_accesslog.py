@@ -20,7 +20,7 @@ _fields = st.tuples(
             fragment("10.0.0.1:8080", "httpbin-0", "default/httpbin:8000", "cookie"),
             fragment("[::1]:80", 'p"\u00e9', "ns/a:1", "roundRobin"),
         ]
-    ),  # fmt: skip
+    ),
     st.one_of(st.none(), st.integers(0, 2**64 - 1)),
     st.booleans(),
     st.floats(0, 1e5, allow_nan=False),
