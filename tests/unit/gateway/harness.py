@@ -64,6 +64,8 @@ class BackendProtocol(asyncio.Protocol):
         path = url.split("?", 1)[0]
         status = 200
         extra = [("X-Backend", b.name), ("Connection", "keep-alive"), ("Keep-Alive", "timeout=5")]
+        if path == "/close-after":
+            extra = [("X-Backend", b.name), ("Connection", "close")]
         if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])
         if path.startswith("/slow"):
@@ -86,7 +88,9 @@ class BackendProtocol(asyncio.Protocol):
             body = self.body
         reason = {200: "OK", 418: "I'm a teapot"}.get(status, "X")
         head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in extra)
-        if path == "/chunked":
+        if path in ("/split", "/split-junk", "/junk-after", "/junk-later", "/close-after"):
+            await self._framing_case(path, head, body)
+        elif path == "/chunked":
             pieces = [body[i : i + 7] for i in range(0, len(body), 7)]
             out = head + "Transfer-Encoding: chunked\r\n\r\n"
             self.transport.write(out.encode())
@@ -98,8 +102,30 @@ class BackendProtocol(asyncio.Protocol):
             no_body = method == "HEAD" or status in (204, 304)
             out = head + f"Content-Length: {len(body)}\r\n\r\n"
             self.transport.write(out.encode() + (b"" if no_body else body))
-        if not keep or path == "/close":
+        if not keep or path in ("/close", "/close-after"):
             self.transport.close()
+
+    async def _framing_case(self, path: str, head: str, body: bytes) -> None:
+        """Content-Length responses cut or followed by bytes in ways a proxy must survive."""
+        whole = (head + f"Content-Length: {len(body)}\r\n\r\n").encode()
+        if path == "/split":  # head alone, then the body in three reads
+            self.transport.write(whole)
+            for i in range(0, len(body), max(1, len(body) // 3)):
+                await asyncio.sleep(0.02)
+                self.transport.write(body[i : i + max(1, len(body) // 3)])
+        elif path == "/split-junk":  # head and some body, then the rest with stray bytes
+            self.transport.write(whole + body[:5])
+            await asyncio.sleep(0.02)
+            self.transport.write(body[5:] + b"JUNK")
+        elif path == "/junk-after":  # the response and stray bytes in one write
+            self.transport.write(whole + body + b"JUNK")
+        elif path == "/junk-later":  # the response, then stray bytes in a later read
+            self.transport.write(whole + body)
+            await asyncio.sleep(0.05)
+            if not self.transport.is_closing():
+                self.transport.write(b"JUNK")
+        else:
+            self.transport.write(whole + body)
 
 
 class Backend:

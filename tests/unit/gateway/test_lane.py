@@ -1,0 +1,96 @@
+"""Framing and ordering cases the native lane hands over to Python, or handles itself.
+
+Every test runs on the native lane and on pure Python (the ``h`` fixture); both must behave
+the same way a user can see: complete responses, in order, stray upstream bytes never
+reaching the client, and connections reused only when that is safe.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tether.hashing import Host, Maglev, MaglevConfig, xxh64
+
+from .conftest import backend_of, get, header
+from .docs import cookie_key, make_document
+from .harness import raw_request
+
+
+def _one(h, **kw):
+    b = h.backend("b0")
+    h.write_table("svc.json", make_document([("127.0.0.1", b.port, "b0")], algorithm=None))
+    gw = h.gateway(**kw)
+    h.wait(lambda: gw.loaded)
+    return gw, b
+
+
+def test_body_arriving_in_several_reads_is_relayed_whole(h):
+    gw, b = _one(h)
+    status, headers, body, c = get(gw.port, "/split")
+    assert status == 200 and backend_of(body) == "b0"
+    assert header(headers, "content-length") == [str(len(body))]
+    status, _, body, _ = get(gw.port, "/split", conn=c)  # the pooled connection still works
+    assert status == 200 and backend_of(body) == "b0" and b.connections == 1
+
+
+def test_stray_upstream_bytes_never_reach_the_client(h):
+    gw, _ = _one(h)
+    status, _, body, c = get(gw.port, "/junk-later")
+    assert status == 200 and backend_of(body) == "b0"
+    h.wait(lambda: not gw.pools.count())  # the connection that misbehaved is not reused
+    status, _, body, _ = get(gw.port, "/get", conn=c)
+    assert status == 200 and json.loads(body)["conn"] == 2
+    status, _, body, c = get(gw.port, "/split-junk", conn=c)
+    assert status == 200 and backend_of(body) == "b0" and b"JUNK" not in body
+    status, _, body, _ = get(gw.port, "/get", conn=c)
+    assert status == 200 and json.loads(body)["conn"] == 3
+    out = raw_request(gw.port, b"GET /junk-after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert b"JUNK" not in out
+
+
+def test_upstream_connection_close_is_not_pooled(h):
+    gw, b = _one(h)
+    c = None
+    for _ in range(3):
+        status, _, body, c = get(gw.port, "/close-after", conn=c)
+        assert status == 200 and backend_of(body) == "b0"
+    assert b.connections == 3  # each response said close: a fresh connection every time
+    assert header(get(gw.port, "/get")[1], "connection") == []
+
+
+def test_pipelined_fast_and_slow_requests_answer_in_order(h):
+    gw, b = _one(h)
+    out = raw_request(
+        gw.port,
+        b"GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /status/202 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /status/203 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    assert out.index(b"HTTP/1.1 201") < out.index(b"hello") < out.index(b"HTTP/1.1 202")
+    assert out.index(b"HTTP/1.1 202") < out.index(b"HTTP/1.1 203")
+    assert [r["url"] for r in b.requests] == ["/status/201", "/echo", "/status/202", "/status/203"]
+
+
+def test_many_sticky_requests_on_one_connection_and_their_log_lines(h, tmp_path):
+    backends = [h.backend(f"b{i}") for i in range(3)]
+    eps = [("127.0.0.1", b.port, b.name) for b in backends]
+    h.write_table("svc.json", make_document(eps, hash_key=cookie_key("sid", ttl=None)))
+    log = tmp_path / "access.log"
+    gw = h.gateway(access_log=str(log))
+    h.wait(lambda: gw.loaded)
+    maglev = Maglev.build([Host(f"127.0.0.1:{b.port}") for b in backends], MaglevConfig(65537))
+    conn, sids = None, [f"user-{i}" for i in range(60)]
+    for sid in sids:
+        _, headers, body, conn = get(gw.port, f"/get?u={sid}", headers={"Cookie": f"sid={sid}"},
+                                     conn=conn)  # fmt: skip
+        assert backend_of(body) == backends[maglev.choose(xxh64(sid))].name
+        assert header(headers, "keep-alive") == [] and header(headers, "connection") == []
+    assert sum(b.connections for b in backends) <= 3  # one pooled connection per backend
+    h.call(gw.accesslog.flush)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["path"] for line in lines] == [f"/get?u={sid}" for sid in sids]
+    for line, sid in zip(lines, sids, strict=True):
+        assert line["hash"] == format(xxh64(sid), "016x") and line["affinity"] == "cookie"
+        assert line["status"] == 200 and line["attempts"] == 1 and line["error"] == ""
+        assert line["bytes"] > 0 and line["client"] == "127.0.0.1"
