@@ -11,7 +11,7 @@ export GOTOOLCHAIN := local
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-$(BIN)/tether: pyproject.toml setup.py $(wildcard operator/tether/*/*/*.c)
+$(BIN)/tether: pyproject.toml setup.py $(wildcard operator/tether/*/*/*.[ch])
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH" >&2; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip==25.3
