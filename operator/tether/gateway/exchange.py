@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # Request headers that are not forwarded as received (hop-by-hop, X-Forwarded-Proto, framing):
 # a hash policy never sees them, whichever path parsed the head.
-_NOT_FORWARDED = frozenset(
+NOT_FORWARDED = frozenset(
     name for name, kind in REQUEST_HEADER_CLASS.items() if kind not in (H_HOST, H_COOKIE, H_EXPECT)
 )
 
@@ -106,7 +106,7 @@ class Exchange:
             return [self.xff] if self.xff is not None else []
         headers = self.headers
         if headers is None:
-            if self.raw is None or lname in _NOT_FORWARDED:
+            if self.raw is None or lname in NOT_FORWARDED:
                 return []
             return raw_header_values(self.raw, self.raw_start, self.raw_end, lname)
         return [v for ln, _, v in headers if ln == lname]

@@ -23,11 +23,12 @@ from collections.abc import Iterable
 
 from xxhash import xxh64_intdigest
 
-from tether.hashing import CookieKey, Maglev
+from tether.hashing import CookieKey, HeaderKey, Maglev, SourceIpKey
 from tether.hashing.keys.config import key_from_model
 from tether.hashing.keys.parse import cookie_needle, scan_cookie
 from tether.models.table import TableDocument, TableDocumentError
 
+from .exchange import NOT_FORWARDED
 from .http import split_host_port
 from .lookup import bounded, build_chooser, ready_endpoints
 
@@ -35,6 +36,11 @@ log = logging.getLogger("tether.gateway")
 
 _RANDOM = random.Random()
 _getrandbits = _RANDOM.getrandbits
+
+# What the native lane (wire/lane.c) evaluates itself for a request's first attempt when no
+# endpoint is ejected; anything else goes to Route.pick_first.
+LANE_PYTHON, LANE_ROUND_ROBIN, LANE_HASH = 0, 1, 2
+KEY_COOKIE, KEY_HEADER, KEY_SOURCE_IP = 1, 2, 3
 
 
 class Target:
@@ -85,6 +91,9 @@ class Route:
         "key",
         "keys",
         "kind",
+        "lane",
+        "lane_choose",
+        "lane_key",
         "local_codes",
         "mode",
         "needle",
@@ -111,8 +120,11 @@ class Route:
         self.hkey = None  # the single hash key Istio emits (keys[0]), None = random pick
         self.is_cookie = False
         self.is_ketama = False
-        self.needle: bytes | None = None  # cookie key on a Maglev table: pick_first inlines it
-        self.table = None
+        self.lane = LANE_PYTHON
+        self.lane_key = 0
+        self.lane_choose = None  # chooser.choose when the table is not a Maglev one
+        self.needle: bytes | None = None  # cookie b"name=", or the header's lower-case name
+        self.table = None  # Maglev table (host index per slot) and its size
         self.size = 0
         policy = doc.policy
         if policy.type == "consistentHash":
@@ -139,11 +151,41 @@ class Route:
             )
             self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
-        chooser = self.chooser
-        if self.mode == "hash" and self.is_cookie and isinstance(chooser, Maglev) and chooser.size:
-            self.needle = cookie_needle(self.hkey.name, True)  # None: the name never matches
+        self._lane_hints()
+
+    def _lane_hints(self) -> None:
+        """Fill lane/lane_key/needle/table/size/lane_choose (see LANE_*; Python decides else)."""
+        if not self.targets:
+            return
+        if self.mode == "rr":
+            self.lane = LANE_ROUND_ROBIN
+            return
+        chooser, key = self.chooser, self.hkey
+        if self.mode != "hash" or self.is_ketama or chooser is None or key is None:
+            return
+        if isinstance(key, CookieKey):
+            self.needle = cookie_needle(key.name, True)
+            if self.needle is None:  # the name can never match
+                return
+            self.lane_key = KEY_COOKIE
+        elif isinstance(key, HeaderKey):
+            lname = key.name.lower().encode()
+            if lname in NOT_FORWARDED or lname == b"cookie":
+                return
+            self.needle = lname
+            self.lane_key = KEY_HEADER
+        elif isinstance(key, SourceIpKey):
+            self.lane_key = KEY_SOURCE_IP
+        else:
+            return
+        if isinstance(chooser, Maglev):
+            if not chooser.size:
+                return
             self.table = chooser.table
             self.size = chooser.size
+        else:
+            self.lane_choose = chooser.choose
+        self.lane = LANE_HASH
 
     # -- choosing ---------------------------------------------------------------------------
 
@@ -154,7 +196,7 @@ class Route:
         Envoy's CookieHashMethod (a non-empty value → XXH64) and ``Maglev.choose(h, 0)``.
         """
         needle = self.needle
-        if needle is not None:
+        if self.lane_key == KEY_COOKIE and self.table is not None:
             cookies = request.cookies
             value = scan_cookie(cookies, needle) if cookies else None
             if value:
@@ -224,7 +266,11 @@ class Route:
                     if not (tried or ejected) or not _skip(self.targets[i], i, tried, ejected):
                         request.attempt = a
                         return i
-                return None
+                # Every selection in the bound hit a skipped target (the walk can stay on one
+                # host for many attempts): a live target still answers, chosen by the hash so
+                # every gateway replica picks the same one.
+                live = [i for i in range(n) if not _skip(self.targets[i], i, tried, ejected)]
+                return live[h % len(live)] if live else None
         live = [i for i in range(n) if not _skip(self.targets[i], i, tried, ejected)]
         if not live:
             return None

@@ -127,12 +127,36 @@ def test_dead_endpoint_is_retried_with_envoys_next_attempt(h):
     assert on_dead
     for cookie in on_dead:
         h_ = xxh64(cookie)
-        attempt = 1
-        while maglev.choose(h_, attempt) == 1:
-            attempt += 1
+        # the next attempt that leaves the dead host, within 2·n selections; else a live host
+        # chosen by the hash (the walk can stay on one host for many attempts)
+        walk = [maglev.choose(h_, a) for a in range(1, 8)]
+        live = [i for i in range(3) if i != 1]
+        expected = next((i for i in walk if i != 1), live[h_ % len(live)])
         status, _, body, _ = get(gw.port, "/get", headers={"Cookie": f"sid={cookie}"})
         assert status == 200
-        assert backend_of(body) == backends[maglev.choose(h_, attempt)].name
+        assert backend_of(body) == backends[expected].name
+
+
+def test_a_retry_walk_that_only_finds_tried_hosts_still_picks_a_live_one():
+    from tether.gateway.routes import Route
+
+    doc = make_document([("10.0.0.1", 80, "a"), ("10.0.0.2", 80, "b"), ("10.0.0.3", 80, "c")])
+    route = Route(doc)
+
+    class _Stuck:  # a table whose retry walk never leaves host 1
+        def choose(self, h, attempt=0):
+            return 1
+
+    route.chooser = _Stuck()
+
+    class _Request:
+        hash = 12345
+        rand = None
+        attempt = 0
+
+    request = _Request()
+    assert route.pick(request, 1, {1}, None) == [0, 2][12345 % 2]
+    assert route.pick(request, 1, {0, 1, 2}, None) is None  # nothing left to try
 
 
 def test_round_robin_for_simple_policy(h):

@@ -426,6 +426,34 @@ PyObject *wire_response_out(const char *buf, const response_head *r, const char 
     return out;
 }
 
+int wire_header_value(const char *buf, Py_ssize_t start, Py_ssize_t end, const char *lname,
+                      Py_ssize_t lnlen, const char **value, Py_ssize_t *vlen) {
+    const char *e = buf + end;
+    const char *eol = memchr(buf + start, '\n', (size_t)(end - start)); /* request line */
+    int found = 0;
+    if (eol == NULL) {
+        return 0;
+    }
+    const char *p = eol + 1;
+    while (!blank_line(p, e)) {
+        const char *name, *v;
+        Py_ssize_t nlen, n;
+        const char *next = header_line(p, e, &name, &nlen, &v, &n);
+        if (next == NULL) {
+            break;
+        }
+        if (name_is(name, nlen, lname, lnlen)) {
+            if (found++) {
+                return 2;
+            }
+            *value = v;
+            *vlen = n;
+        }
+        p = next;
+    }
+    return found;
+}
+
 /* -- Python-facing functions ------------------------------------------------------------- */
 
 static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {

@@ -52,7 +52,8 @@ static struct {
     Py_ssize_t u_deadline, u_done, u_ex, u_gw, u_hbuf, u_head_wait, u_hpos, u_keep, u_left,
         u_mode, u_reset_parser, u_reused, u_rpaused, u_target, u_transport;
     /* Route, Target, Histogram, Router */
-    Py_ssize_t r_active, r_hist, r_needle, r_size, r_table, r_targets, r_total_active;
+    Py_ssize_t r_active, r_hist, r_lane, r_lane_choose, r_lane_key, r_needle, r_rr, r_schedule,
+        r_size, r_table, r_targets, r_total_active;
     Py_ssize_t t_authority, t_codes, t_log_fragment;
     Py_ssize_t h_counts, h_sum;
     Py_ssize_t ro_cache;
@@ -322,73 +323,101 @@ out:
     return rc;
 }
 
-/* ClientProtocol._dispatch + Route.pick_first, for a cookie key over a Maglev table. */
-static int lane_dispatch(PyObject *client, PyObject *ex) {
-    PyObject *gw = SLOT(client, L.c_gw);
-    PyObject *router = NULL, *value = NULL, *h = NULL;
-    int rc = -1;
-    int trusted = truth(SLOT(client, L.c_peer_trusted));
-    if (trusted != 0 || gw == NULL) {
-        goto python; /* the client address comes from X-Forwarded-For: Python's job */
+#define LANE_ROUND_ROBIN 1 /* routes.py LANE_* and KEY_* */
+#define LANE_HASH 2
+#define KEY_COOKIE 1
+#define KEY_HEADER 2
+#define KEY_SOURCE_IP 3
+
+/* Route.pick for the first attempt of a route in round-robin mode (nothing ejected): the next
+ * entry of the smooth weighted schedule. -1 with an exception on error. */
+static Py_ssize_t pick_round_robin(PyObject *route) {
+    PyObject *sched = SLOT(route, L.r_schedule);
+    Py_ssize_t rr = as_ssize(SLOT(route, L.r_rr));
+    if (rr == -1 && PyErr_Occurred()) {
+        return -1;
     }
-    Py_INCREF(gw);
-    router = Py_NewRef(SLOT(gw, L.g_router));
-    if (Py_TYPE(router) != L.router_t) {
-        goto python_gw;
+    if (!PyList_Check(sched) || PyList_GET_SIZE(sched) == 0 || rr < 0) {
+        PyErr_SetString(PyExc_ValueError, "gateway lane: round-robin schedule");
+        return -1;
     }
-    PyObject *cache = SLOT(router, L.ro_cache);
-    PyObject *host = SLOT(ex, L.x_host);
-    PyObject *route = (cache && PyDict_Check(cache)) ? PyDict_GetItemWithError(cache, host) : NULL;
-    if (route == NULL) {
+    Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(sched, rr % PyList_GET_SIZE(sched)));
+    if ((i == -1 && PyErr_Occurred()) || set_new(route, L.r_rr, PyLong_FromSsize_t(rr + 1)) < 0) {
+        return -1;
+    }
+    return i;
+}
+
+/* The request's affinity value for the route's key (new reference), None when Python must
+ * decide (no value: Envoy then generates a cookie or picks at random), NULL on error.
+ * Each is exactly the hashing layer's key: CookieKey (a non-empty cookie), HeaderKey (the
+ * single value of a forwarded header), SourceIpKey (the peer address, not behind a proxy). */
+static PyObject *affinity_value(PyObject *client, PyObject *ex, PyObject *route, long key) {
+    if (key == KEY_COOKIE) {
+        PyObject *cookies = SLOT(ex, L.x_cookies);
+        if (cookies == NULL || !PyTuple_Check(cookies) || PyTuple_GET_SIZE(cookies) == 0) {
+            Py_RETURN_NONE;
+        }
+        PyObject *args[2] = {cookies, SLOT(route, L.r_needle)};
+        PyObject *value = PyObject_Vectorcall(L.scan_cookie, args, 2, NULL);
+        if (value != NULL && (!PyBytes_Check(value) || PyBytes_GET_SIZE(value) == 0)) {
+            Py_SETREF(value, Py_NewRef(Py_None));
+        }
+        return value;
+    }
+    if (key == KEY_HEADER) {
+        PyObject *raw = SLOT(ex, L.x_raw), *lname = SLOT(route, L.r_needle);
+        Py_ssize_t start = as_ssize(SLOT(ex, L.x_raw_start));
+        Py_ssize_t end = as_ssize(SLOT(ex, L.x_raw_end));
         if (PyErr_Occurred()) {
-            goto out;
+            return NULL;
         }
-        goto python_gw; /* first request for this Host, or no route */
-    }
-    if (Py_TYPE(route) != L.route_t || SLOT(route, L.r_needle) == Py_None) {
-        goto python_gw;
-    }
-    Py_INCREF(route);
-    int any_ejected = truth(SLOT(gw, L.g_ejected));
-    if (any_ejected != 0) {
-        Py_DECREF(route);
-        if (any_ejected < 0) {
-            goto out;
+        const char *v;
+        Py_ssize_t n;
+        if (!PyBytes_Check(raw) || !PyBytes_Check(lname) || end > PyBytes_GET_SIZE(raw) ||
+            wire_header_value(PyBytes_AS_STRING(raw), start, end, PyBytes_AS_STRING(lname),
+                              PyBytes_GET_SIZE(lname), &v, &n) != 1) {
+            Py_RETURN_NONE; /* absent, or several values (hashed sorted and chained) */
         }
-        goto python_gw;
+        return PyBytes_FromStringAndSize(v, n);
     }
-    PyObject *cookies = SLOT(ex, L.x_cookies);
-    if (cookies == NULL || !PyTuple_Check(cookies) || PyTuple_GET_SIZE(cookies) == 0) {
-        Py_DECREF(route);
-        goto python_gw;
+    if (key == KEY_SOURCE_IP) {
+        PyObject *ip = SLOT(client, L.c_peer_ip_b);
+        if (ip == NULL || !PyBytes_Check(ip) || PyBytes_GET_SIZE(ip) == 0) {
+            Py_RETURN_NONE;
+        }
+        return Py_NewRef(ip);
     }
-    PyObject *args[2] = {cookies, SLOT(route, L.r_needle)};
-    value = PyObject_Vectorcall(L.scan_cookie, args, 2, NULL);
-    if (value == NULL) {
-        Py_DECREF(route);
-        goto out;
+    Py_RETURN_NONE;
+}
+
+/* The host for hash h: the Maglev table slot, or the route's chooser (ring hash); -2 when
+ * Python must decide, -1 with an exception on error. */
+static Py_ssize_t choose(PyObject *route, PyObject *h) {
+    PyObject *table = SLOT(route, L.r_table);
+    if (table == Py_None) {
+        PyObject *args[2] = {h, ZERO};
+        PyObject *r = PyObject_Vectorcall(SLOT(route, L.r_lane_choose), args, 2, NULL);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_ssize_t i = r == Py_None ? -2 : PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        return i;
     }
-    if (!PyBytes_Check(value) || PyBytes_GET_SIZE(value) == 0) {
-        Py_DECREF(route); /* no cookie (or empty): generation and random picks are Python's */
-        goto python_gw;
-    }
-    h = PyObject_Vectorcall(L.xxh64, &value, 1, NULL);
-    unsigned long long hv = h ? PyLong_AsUnsignedLongLong(h) : 0;
+    unsigned long long hv = PyLong_AsUnsignedLongLong(h);
     Py_ssize_t size = PyErr_Occurred() ? -1 : as_ssize(SLOT(route, L.r_size));
     if (PyErr_Occurred()) {
-        Py_DECREF(route);
-        goto out;
+        return -1;
     }
     if (size <= 0) {
-        Py_DECREF(route);
-        goto python_gw;
+        return -2;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(SLOT(route, L.r_table), &view, PyBUF_FORMAT) < 0) {
-        Py_DECREF(route);
-        goto out;
+    if (PyObject_GetBuffer(table, &view, PyBUF_FORMAT) < 0) {
+        return -1;
     }
-    Py_ssize_t slot = (Py_ssize_t)(hv % (unsigned long long)size), i = -1;
+    Py_ssize_t slot = (Py_ssize_t)(hv % (unsigned long long)size), i = -2;
     if (view.len == size * view.itemsize && view.format != NULL && view.format[1] == '\0') {
         if (view.itemsize == 2 && view.format[0] == 'H') {
             i = ((unsigned short *)view.buf)[slot];
@@ -397,30 +426,69 @@ static int lane_dispatch(PyObject *client, PyObject *ex) {
         }
     }
     PyBuffer_Release(&view);
-    if (i < 0) {
-        Py_DECREF(route);
-        goto python_gw;
+    return i;
+}
+
+/* ClientProtocol._dispatch + Route.pick_first, for the routes Route._lane_hints marks. */
+static int lane_dispatch(PyObject *client, PyObject *ex) {
+    PyObject *gw = SLOT(client, L.c_gw);
+    int trusted = truth(SLOT(client, L.c_peer_trusted));
+    if (trusted != 0) { /* the client address comes from X-Forwarded-For: Python's job */
+        return trusted < 0 ? -1 : done(call1(client, S_dispatch, ex));
     }
-    set(ex, L.x_route, route);
-    set(ex, L.x_hash, h);
-    rc = lane_send(client, ex, route, i, gw);
-    Py_DECREF(route);
-    goto out;
-python_gw:
-    Py_DECREF(gw);
-    Py_XDECREF(router);
-    Py_XDECREF(value);
-    Py_XDECREF(h);
-python:
-    if (trusted < 0) {
+    PyObject *router = SLOT(gw, L.g_router);
+    PyObject *cache = Py_TYPE(router) == L.router_t ? SLOT(router, L.ro_cache) : NULL;
+    PyObject *route = cache && PyDict_Check(cache)
+                          ? PyDict_GetItemWithError(cache, SLOT(ex, L.x_host)) : NULL;
+    if (route == NULL && PyErr_Occurred()) {
         return -1;
     }
-    return done(call1(client, S_dispatch, ex));
+    /* no cached route for this Host yet, or one the lane does not pick for */
+    int ejected = route ? truth(SLOT(gw, L.g_ejected)) : 0;
+    long lane = route && Py_TYPE(route) == L.route_t ? PyLong_AsLong(SLOT(route, L.r_lane)) : 0;
+    if (ejected < 0 || (lane == -1 && PyErr_Occurred())) {
+        return -1;
+    }
+    if (ejected || (lane != LANE_ROUND_ROBIN && lane != LANE_HASH)) {
+        return done(call1(client, S_dispatch, ex));
+    }
+    Py_INCREF(route);
+    Py_INCREF(gw);
+    int rc = -1;
+    Py_ssize_t i;
+    PyObject *value = NULL, *h = NULL;
+    if (lane == LANE_ROUND_ROBIN) {
+        i = pick_round_robin(route);
+    } else {
+        long key = PyLong_AsLong(SLOT(route, L.r_lane_key));
+        value = (key == -1 && PyErr_Occurred()) ? NULL : affinity_value(client, ex, route, key);
+        if (value == NULL) {
+            goto out;
+        }
+        if (value == Py_None) {
+            i = -2;
+        } else {
+            h = PyObject_Vectorcall(L.xxh64, &value, 1, NULL);
+            i = h ? choose(route, h) : -1;
+        }
+    }
+    if (i == -1) {
+        goto out;
+    }
+    if (i == -2) { /* Python picks: the request has no affinity value */
+        rc = done(call1(client, S_dispatch, ex));
+        goto out;
+    }
+    set(ex, L.x_route, route);
+    if (h != NULL) {
+        set(ex, L.x_hash, h);
+    }
+    rc = lane_send(client, ex, route, i, gw);
 out:
-    Py_XDECREF(router);
     Py_XDECREF(value);
     Py_XDECREF(h);
     Py_DECREF(gw);
+    Py_DECREF(route);
     return rc;
 }
 
@@ -1062,7 +1130,12 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(ut, u_transport, "transport");
     OFF(rt, r_active, "active");
     OFF(rt, r_hist, "hist");
+    OFF(rt, r_lane, "lane");
+    OFF(rt, r_lane_choose, "lane_choose");
+    OFF(rt, r_lane_key, "lane_key");
     OFF(rt, r_needle, "needle");
+    OFF(rt, r_rr, "rr");
+    OFF(rt, r_schedule, "schedule");
     OFF(rt, r_size, "size");
     OFF(rt, r_table, "table");
     OFF(rt, r_targets, "targets");

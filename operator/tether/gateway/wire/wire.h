@@ -65,6 +65,10 @@ PyObject *wire_request_head(const request_head *r, const char *peer, Py_ssize_t 
 PyObject *wire_request_cookies(const request_head *r);
 PyObject *wire_request_xff(const request_head *r);
 PyObject *wire_request_method(const request_head *r); /* new reference to a cached bytes */
+/* Number of `lname` header lines (0, 1 or 2 meaning "more than one") in a head accepted by
+ * wire_parse_request at buf[start:end]; value and vlen receive the first one. */
+int wire_header_value(const char *buf, Py_ssize_t start, Py_ssize_t end, const char *lname,
+                      Py_ssize_t lnlen, const char **value, Py_ssize_t *vlen);
 PyObject *wire_response_out(const char *buf, const response_head *r, const char *extra,
                             Py_ssize_t extralen);
 
