@@ -99,6 +99,23 @@ def test_header_key(h):
         assert backend_of(body) == backends[maglev.choose(xxh64(user))].name
 
 
+def test_header_key_with_two_values_and_on_a_ring(h):
+    from tether.hashing.hashes import xxh64_chain
+
+    gw, backends, ring = _sticky(
+        h, key=HashKey(kind="header", name="X-User"), algorithm="ring-hash"
+    )
+    out = raw_request(
+        gw.port,
+        b"GET /get HTTP/1.1\r\nHost: a\r\nX-User: zed\r\nx-user: amy\r\nConnection: close\r\n\r\n",
+    )
+    expected = backends[ring.choose(xxh64_chain([b"amy", b"zed"]))].name
+    assert f"X-Backend: {expected}".encode() in out
+    for user in ("u1", "u2", "u3", "u4"):
+        _, _, body, _ = get(gw.port, "/get", headers={"x-user": user})
+        assert backend_of(body) == backends[ring.choose(xxh64(user))].name
+
+
 def test_query_key(h):
     gw, backends, maglev = _sticky(h, key=HashKey(kind="queryParameter", name="user"))
     for user in ("u1", "u2", "u3"):
