@@ -67,6 +67,8 @@ class ClientProtocol(asyncio.Protocol):
     __slots__ = (
         "_cookie",
         "active",
+        "body_ex",
+        "body_left",
         "boundary",
         "closed",
         "cur",
@@ -101,6 +103,8 @@ class ClientProtocol(asyncio.Protocol):
         self.ignore = False
         self.read_paused = False
         self.boundary = True  # llhttp sits between messages: the next byte starts a request
+        self.body_left = 0  # fast path: bytes of body_ex's Content-Length body still to come
+        self.body_ex: Exchange | None = None
         self.in_msg = False  # llhttp is inside a message (on_message_begin .. _complete)
         self.head_pending = 0
         self.data = b""
@@ -162,26 +166,47 @@ class ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.ignore:
             return
+        if self.body_left:
+            data = self._body_data(data)
+            if not data or self.ignore:
+                return
         if self.boundary:
-            # Fast path: complete body-less heads in the common subset, one native scan each
-            # (wire); the first head it declines, and everything after it, goes to llhttp.
+            # Fast path: complete heads in the common subset, one native scan each (wire),
+            # Content-Length bodies framed by counting; the first head it declines, and
+            # everything after it, goes to llhttp.
             start = 0
             while True:
                 r = scan_request(data, start, self.peer_ip_b, self.peer_trusted, self.max_head)
                 if r is None:
                     break
-                end, head, method, path, host, cookies, xff, flags = r
+                end, head, method, path, host, cookies, xff, flags, clen = r
+                if clen:
+                    limit = self.gw.config.max_body_bytes
+                    if limit and clen > limit:
+                        break  # llhttp's path answers 413
                 ex = Exchange(self, path)
                 ex.method = method
                 ex.host = host
                 ex.cookies = cookies
                 ex.xff = xff
                 ex.head = head
-                ex.pending = [head]
                 ex.raw = data
                 ex.raw_start = start
                 ex.raw_end = end
-                ex.head_done = ex.body_done = True
+                ex.head_done = True
+                if clen:
+                    got = min(len(data) - end, clen)
+                    ex.pending = [head, data[end : end + got]] if got else [head]
+                    ex.pending_size = ex.body_size = got
+                    if got < clen:  # the rest of the body comes in later reads
+                        self.body_left = clen - got
+                        self.body_ex = ex
+                    else:
+                        ex.body_done = True
+                    end += got
+                else:
+                    ex.pending = [head]
+                    ex.body_done = True
                 if flags != F_KEEP_ALIVE:
                     ex.keep_alive = bool(flags & F_KEEP_ALIVE)
                     ex.http10 = bool(flags & F_HTTP10)
@@ -193,7 +218,7 @@ class ClientProtocol(asyncio.Protocol):
                     self._dispatch(ex)
                 else:
                     self._enqueue(ex)
-                if not ex.keep_alive:
+                if not ex.keep_alive and ex.body_done:
                     self.ignore = True  # nothing may follow a request that closes
                 if self.ignore or end == len(data):
                     return
@@ -201,6 +226,38 @@ class ClientProtocol(asyncio.Protocol):
             if start:
                 data = data[start:]
         self._slow_data(data)
+
+    def _body_data(self, data: bytes) -> bytes:
+        """Fast path: the next bytes of a Content-Length request body go upstream as they
+        arrive (or wait in ``pending`` while connecting); returns the bytes after the body."""
+        ex = self.body_ex
+        left = self.body_left
+        piece = data if len(data) <= left else data[:left]
+        n = len(piece)
+        self.body_left = left = left - n
+        ex.body_size += n
+        if not ex.finished:
+            up = ex.upstream
+            if up is not None and up.transport is not None:
+                up.transport.write(piece)
+            else:
+                ex.pending.append(piece)
+                ex.pending_size += n
+                if ex.pending_size > _PAUSE_BYTES and not self.read_paused:
+                    self.read_paused = True
+                    self.transport.pause_reading()
+        if not left:
+            ex.body_done = True
+            self.body_ex = None
+            if not ex.keep_alive:
+                self.ignore = True
+        return data[n:] if n < len(data) else b""
+
+    def _more_body(self, data: bytes) -> None:
+        """The native lane's entry while a body is being received: the body, then the rest."""
+        rest = self._body_data(data)
+        if rest and not self.ignore:
+            self.data_received(rest)
 
     def _slow_data(self, data: bytes) -> None:
         """Feed llhttp (the callbacks below); it is the judge of anything the fast path left."""

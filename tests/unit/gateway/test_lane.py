@@ -94,3 +94,52 @@ def test_many_sticky_requests_on_one_connection_and_their_log_lines(h, tmp_path)
         assert line["hash"] == format(xxh64(sid), "016x") and line["affinity"] == "cookie"
         assert line["status"] == 200 and line["attempts"] == 1 and line["error"] == ""
         assert line["bytes"] > 0 and line["client"] == "127.0.0.1"
+
+
+def _read_responses(sock, count: int) -> list[bytes]:
+    """Read exactly ``count`` Content-Length responses (bodies included) from a socket."""
+    buf, out = b"", []
+    while len(out) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(out)} responses"
+        buf += chunk
+        while b"\r\n\r\n" in buf:
+            head, _, rest = buf.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(rest) < length:
+                break
+            out.append(head + b"\r\n\r\n" + rest[:length])
+            buf = rest[length:]
+    return out
+
+
+def test_content_length_body_in_pieces_then_a_pipelined_request(h):
+    import socket
+    import time
+
+    gw, b = _one(h)
+    body = bytes(range(256)) * 40  # 10 KiB, every byte value
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for i in range(0, 8000, 2000):  # the body trickles in: first while connecting
+            s.sendall(body[i : i + 2000])
+            time.sleep(0.02)
+        s.sendall(body[8000:] + b"GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n")
+        first, second = _read_responses(s, 2)
+    assert first.startswith(b"HTTP/1.1 200") and first.endswith(body)
+    assert second.startswith(b"HTTP/1.1 201")
+    assert b.requests[0]["body"] == body and len(b.requests) == 2
+
+
+def test_content_length_body_with_connection_close(h):
+    gw, b = _one(h)
+    body = b"z" * 70000
+    out = raw_request(
+        gw.port,
+        b"PUT /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 70000\r\n\r\n"
+        + body
+        + b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(body)
+    assert b"connection: close" in out.lower().split(b"\r\n\r\n")[0]
+    assert [r["url"] for r in b.requests] == ["/echo"]  # nothing after a request that closes

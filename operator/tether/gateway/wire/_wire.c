@@ -3,7 +3,7 @@
  * the two equal on random heads, and hold every head accepted here to llhttp's reading).
  *
  * scan_request(buf, start, peer, trusted, limit)
- *     -> (end, head, method, path, host, cookies, xff, flags) | None
+ *     -> (end, head, method, path, host, cookies, xff, flags, clen) | None
  * scan_response(buf, extra, head_request) -> (out, status, body, left, keep) | None
  * header_values(buf, start, end, lname) -> list[bytes]
  *
@@ -165,7 +165,8 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
     r->dropped = r->xfflen = 0;
     r->host = r->xfp = NULL;
     r->hostlen = r->xfplen = 0;
-    int conn = -1, seen_cl = 0;
+    int conn = -1;
+    long long clen = -1;
     while (!blank_line(p, e)) {
         const char *name, *value;
         Py_ssize_t nlen, vlen;
@@ -204,15 +205,16 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
             }
             drop_line = 1;
         } else if (IS("content-length")) {
-            if (seen_cl || vlen == 0) {
+            if (clen >= 0 || vlen == 0 || vlen > MAX_CL_DIGITS) {
                 return 0;
             }
+            clen = 0;
             for (Py_ssize_t i = 0; i < vlen; i++) {
-                if (value[i] != '0') {
+                if (value[i] < '0' || value[i] > '9') {
                     return 0;
                 }
+                clen = clen * 10 + (value[i] - '0');
             }
-            seen_cl = 1;
         } else if (IS("keep-alive") || IS("proxy-authorization") || IS("proxy-authenticate") ||
                    IS("te") || IS("trailer")) {
             drop_line = 1;
@@ -233,6 +235,7 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
     r->last = p - 2;
     r->end = (p + 2) - buf;
     r->keep = r->http10 ? conn == 2 : conn != 1;
+    r->clen = clen < 0 ? 0 : clen;
     return 1;
 }
 
@@ -472,7 +475,7 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
                             &r)) {
         Py_RETURN_NONE;
     }
-    PyObject *items[8] = {
+    PyObject *items[9] = {
         PyLong_FromSsize_t(r.end),
         wire_request_head(&r, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]), trusted),
         wire_request_method(&r),
@@ -481,18 +484,19 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
         wire_request_cookies(&r),
         wire_request_xff(&r),
         PyLong_FromLong((r.keep ? F_KEEP_ALIVE : 0) | (r.http10 ? F_HTTP10 : 0)),
+        PyLong_FromLongLong(r.clen),
     };
-    PyObject *res = PyTuple_New(8);
-    for (int i = 0; i < 8; i++) {
+    PyObject *res = PyTuple_New(9);
+    for (int i = 0; i < 9; i++) {
         if (items[i] == NULL || res == NULL) {
-            for (int j = 0; j < 8; j++) {
+            for (int j = 0; j < 9; j++) {
                 Py_XDECREF(items[j]);
             }
             Py_XDECREF(res);
             return NULL;
         }
     }
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 9; i++) {
         PyTuple_SET_ITEM(res, i, items[i]);
     }
     return res;

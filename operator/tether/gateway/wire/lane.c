@@ -33,15 +33,15 @@ static struct {
         *pools_t, *log_t;
     /* Gateway, GatewayConfig, Pools, AccessLog */
     Py_ssize_t g_accesslog, g_clock, g_config, g_draining, g_ejected, g_pools, g_router;
-    Py_ssize_t f_idle_timeout, f_upstream_idle_timeout, f_upstream_timeout;
+    Py_ssize_t f_idle_timeout, f_max_body_bytes, f_upstream_idle_timeout, f_upstream_timeout;
     Py_ssize_t p_idle, a_buf, a_enabled, a_size;
     /* ClientProtocol */
-    Py_ssize_t c_active, c_boundary, c_closed, c_deadline, c_gw, c_ignore, c_max_head, c_peer_ip,
+    Py_ssize_t c_active, c_body_ex, c_body_left, c_boundary, c_closed, c_deadline, c_gw, c_ignore, c_max_head, c_peer_ip,
         c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused, c_transport;
     /* Exchange: every slot (template copy), then the ones set here */
     Py_ssize_t x_all[MAX_EX_SLOTS];
     int x_n;
-    Py_ssize_t x_attempts, x_body_done, x_client, x_cookies, x_error, x_finished, x_generated,
+    Py_ssize_t x_attempts, x_body_done, x_body_size, x_client, x_cookies, x_error, x_finished, x_generated,
         x_hash, x_head,
         x_head_done, x_host, x_http10, x_index, x_is_head, x_keep_alive, x_local, x_method,
         x_path, x_pending, x_pending_size, x_raw, x_raw_end, x_raw_start, x_remote_ip,
@@ -64,7 +64,7 @@ static struct {
 } L;
 
 /* interned names for generic attribute access and method calls */
-static PyObject *S_flush, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
+static PyObject *S_more_body, *S_flush, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
     *S_resume_reading, *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
     *S_py_data_received;
 static PyObject *EMPTY_BYTES, *ZERO;
@@ -192,9 +192,10 @@ static int slot_add(PyObject *obj, Py_ssize_t off, Py_ssize_t delta) {
 /* -- request side ------------------------------------------------------------------------ */
 
 /* A new Exchange for a head accepted by wire_parse_request (Exchange.__init__ + the fast
- * path's assignments in ClientProtocol.data_received). */
+ * path's assignments in ClientProtocol.data_received); `got` bytes of its Content-Length
+ * body follow the head in data. */
 static PyObject *new_exchange(PyObject *client, PyObject *data, Py_ssize_t start,
-                              const request_head *r) {
+                              const request_head *r, Py_ssize_t got) {
     PyObject *ex = L.ex_t->tp_alloc(L.ex_t, 0);
     if (ex == NULL) {
         return NULL;
@@ -216,12 +217,25 @@ static PyObject *new_exchange(PyObject *client, PyObject *data, Py_ssize_t start
     if (set_new(ex, L.x_head, head) < 0) {
         goto fail;
     }
-    PyObject *pending = PyList_New(1);
+    PyObject *pending = PyList_New(got ? 2 : 1);
     if (pending == NULL) {
         goto fail;
     }
     Py_INCREF(head);
     PyList_SET_ITEM(pending, 0, head);
+    if (got) {
+        PyObject *body = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + r->end, got);
+        if (body == NULL) {
+            Py_DECREF(pending);
+            goto fail;
+        }
+        PyList_SET_ITEM(pending, 1, body);
+        if (set_new(ex, L.x_pending_size, PyLong_FromSsize_t(got)) < 0 ||
+            set_new(ex, L.x_body_size, PyLong_FromSsize_t(got)) < 0) {
+            Py_DECREF(pending);
+            goto fail;
+        }
+    }
     if (set_new(ex, L.x_pending, pending) < 0 ||
         set_new(ex, L.x_path, PyBytes_FromStringAndSize(r->target, r->tlen)) < 0 ||
         set_new(ex, L.x_method, wire_request_method(r)) < 0 ||
@@ -235,7 +249,7 @@ static PyObject *new_exchange(PyObject *client, PyObject *data, Py_ssize_t start
     }
     set(ex, L.x_raw, data);
     set(ex, L.x_head_done, Py_True);
-    set(ex, L.x_body_done, Py_True);
+    set(ex, L.x_body_done, got == r->clen ? Py_True : Py_False);
     if (!r->keep) {
         set(ex, L.x_keep_alive, Py_False);
     }
@@ -509,6 +523,10 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
         }
         Py_RETURN_NONE;
     }
+    Py_ssize_t body_left = as_ssize(SLOT(self, L.c_body_left));
+    if (body_left != 0) { /* a Content-Length body is still arriving: Python streams it */
+        return body_left < 0 && PyErr_Occurred() ? NULL : call1(self, S_more_body, data);
+    }
     t = truth(SLOT(self, L.c_boundary));
     if (t < 0) {
         return NULL;
@@ -520,11 +538,32 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
         if (limit == -1 && PyErr_Occurred()) {
             return NULL;
         }
+        long long max_body = -1;
         request_head r;
         while (wire_parse_request(buf, len, start, limit, &r)) {
-            PyObject *ex = new_exchange(self, data, start, &r);
+            if (r.clen > 0) {
+                if (max_body < 0) {
+                    max_body = PyLong_AsLongLong(SLOT(SLOT(SLOT(self, L.c_gw), L.g_config),
+                                                      L.f_max_body_bytes));
+                    if (max_body == -1 && PyErr_Occurred()) {
+                        return NULL;
+                    }
+                }
+                if (max_body > 0 && r.clen > max_body) {
+                    break; /* llhttp's path answers 413 */
+                }
+            }
+            Py_ssize_t got = len - r.end < r.clen ? len - r.end : (Py_ssize_t)r.clen;
+            PyObject *ex = new_exchange(self, data, start, &r, got);
             if (ex == NULL) {
                 return NULL;
+            }
+            if (got < r.clen) { /* the rest of the body comes in later reads */
+                if (set_new(self, L.c_body_left, PyLong_FromLongLong(r.clen - got)) < 0) {
+                    Py_DECREF(ex);
+                    return NULL;
+                }
+                set(self, L.c_body_ex, ex);
             }
             int rc;
             if (SLOT(self, L.c_active) == Py_None) {
@@ -534,21 +573,22 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
                 rc = done(call1(self, S_enqueue, ex));
             }
             int keep = rc < 0 ? -1 : truth(SLOT(ex, L.x_keep_alive));
+            int body_done = keep < 0 ? -1 : truth(SLOT(ex, L.x_body_done));
             Py_DECREF(ex);
-            if (keep < 0) {
+            if (body_done < 0) {
                 return NULL;
             }
-            if (!keep) {
+            if (!keep && body_done) {
                 set(self, L.c_ignore, Py_True); /* nothing may follow a request that closes */
             }
             t = truth(SLOT(self, L.c_ignore));
             if (t < 0) {
                 return NULL;
             }
-            if (t || r.end == len) {
+            start = r.end + got;
+            if (t || start == len) {
                 Py_RETURN_NONE;
             }
-            start = r.end;
         }
     }
     if (start == 0) {
@@ -1036,6 +1076,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(gt, g_pools, "pools");
     OFF(gt, g_router, "router");
     OFF(ft, f_idle_timeout, "idle_timeout");
+    OFF(ft, f_max_body_bytes, "max_body_bytes");
     OFF(ft, f_upstream_idle_timeout, "upstream_idle_timeout");
     OFF(ft, f_upstream_timeout, "upstream_timeout");
     OFF(pt, p_idle, "idle");
@@ -1043,6 +1084,8 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(at, a_enabled, "enabled");
     OFF(at, a_size, "_size");
     OFF(ct, c_active, "active");
+    OFF(ct, c_body_ex, "body_ex");
+    OFF(ct, c_body_left, "body_left");
     OFF(ct, c_boundary, "boundary");
     OFF(ct, c_closed, "closed");
     OFF(ct, c_deadline, "deadline");
@@ -1081,6 +1124,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     Py_DECREF(fast);
     OFF(xt, x_attempts, "attempts");
     OFF(xt, x_body_done, "body_done");
+    OFF(xt, x_body_size, "body_size");
     OFF(xt, x_client, "client");
     OFF(xt, x_cookies, "cookies");
     OFF(xt, x_error, "error");
@@ -1214,6 +1258,7 @@ PyMethodDef lane_methods[] = {
 int lane_init(PyObject *module) {
     INTERN(S_log_exchange, "log_exchange");
     INTERN(S_flush, "flush");
+    INTERN(S_more_body, "_more_body");
     INTERN(S_connect, "connect");
     INTERN(S_write, "write");
     INTERN(S_close, "close");

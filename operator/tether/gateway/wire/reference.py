@@ -60,8 +60,9 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     """Fast-path view of the request head at ``buf[start:]``, or None (not for the fast path:
     llhttp decides, including when the head is not complete yet or longer than ``limit``).
 
-    Returns ``(end, head, method, path, host, cookies, xff, flags)``: ``end`` is the offset
-    after the head (the message has no body, so the next one starts there); ``head`` is what
+    Returns ``(end, head, method, path, host, cookies, xff, flags, clen)``: ``end`` is the
+    offset after the head; ``clen`` the Content-Length body that follows it (0: none, and the
+    next message starts at ``end``); ``head`` is what
     goes upstream: the original bytes minus hop-by-hop and X-Forwarded-* lines, the version
     forced to HTTP/1.1, then ``x-forwarded-for: [<xff>, ]<peer>`` and ``x-forwarded-proto``
     (the client's value only when ``trusted`` and non-empty, else ``http``). ``host`` is the
@@ -94,7 +95,7 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     xffs: list[bytes] = []
     xfp = None
     conn = None
-    seen_cl = False
+    clen = -1
     for item in _lines(buf, eol + 2, hend):
         if item is None:
             return None
@@ -119,9 +120,9 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
                 return None
             continue
         elif name == b"content-length":
-            if seen_cl or not value or value.strip(b"0"):
+            if clen >= 0 or not value or len(value) > _MAX_CL_DIGITS or not _only(value, _DIGITS):
                 return None
-            seen_cl = True
+            clen = int(value)
         elif name in _REQ_DROP:
             continue
         elif name in _SLOW_NAMES:
@@ -136,7 +137,8 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     out += (peer, _XFP, xfp if (trusted and xfp) else b"http", b"\r\n\r\n")
     keep = conn == b"keep-alive" if http10 else conn != b"close"
     flags = (F_KEEP_ALIVE if keep else 0) | (F_HTTP10 if http10 else 0)
-    return end, b"".join(out), method, target, host, tuple(cookies), xff, flags
+    out = b"".join(out)
+    return end, out, method, target, host, tuple(cookies), xff, flags, max(clen, 0)
 
 
 def scan_response(buf: bytes, extra: bytes, head_request: bool):

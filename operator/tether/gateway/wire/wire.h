@@ -28,6 +28,7 @@ typedef struct {
     const char *version_digit;
     int http10;
     int keep;             /* llhttp's should_keep_alive() */
+    long long clen;       /* Content-Length of the body after the head (0: none) */
     const char *host;
     Py_ssize_t hostlen;
     const char *xfp;      /* last X-Forwarded-Proto value, or NULL */
@@ -54,7 +55,8 @@ typedef struct {
     Py_ssize_t dropped;
 } response_head;
 
-/* 1 when buf[start:] holds a complete head in the fast-path subset (within `limit` bytes). */
+/* 1 when buf[start:] holds a complete head in the fast-path subset (within `limit` bytes);
+ * a body follows it only when r->clen > 0 (Content-Length; chunked is never accepted). */
 int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssize_t limit,
                        request_head *r);
 /* 1 when buf holds a complete final response head framed by Content-Length (or no body). */
