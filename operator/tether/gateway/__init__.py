@@ -11,6 +11,14 @@ Request path::
            ─► idle keep-alive connection from the endpoint's pool, or connect (upstream.py)
            ─► response head relayed minus hop-by-hop lines (+ Set-Cookie when generated)
 
+Speed: heads in a strict, common subset of HTTP/1.1 are scanned natively and forwarded as
+received with minimal splicing (``wire``); the common exchange (such a head, a Content-Length
+or no body, a pooled upstream connection, a Content-Length response) runs end to end in the
+native lane (``wire/lane.c``, installed by ``native``), including the pick for round robin
+and cookie/header/source-IP keys, metrics and access-log lines. Everything else takes llhttp
+and the Python methods, which are complete on their own and the reference the lane is a
+transcription of (``TETHER_GATEWAY_NATIVE=0`` runs them alone; the tests run both).
+
 Behaviour users see:
 - Routing (DESIGN §3.4): Host ``svc``, ``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.<domain>``
   with optional ``:port``; see ``routes`` for the exact, deterministic rules and the default
