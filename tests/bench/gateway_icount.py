@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     from tether.gateway import native, server  # noqa: F401  (server installs the lane)
 
     lane = (
-        "native lane" if native.active() else "pure Python (TETHER_GATEWAY_NATIVE=0 or not built)"
+        "native lane"
+        if native.active()
+        else "Python methods (TETHER_GATEWAY_NATIVE=0 or not built; heads still scanned by wire)"
     )
     log = "access log on" if args.access_log else "access log off"
     print(f"tether path: {lane}, {log}")
