@@ -210,6 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _tether_path() -> str:
+    """Which data path the tether subprocess runs (see tether.gateway.native)."""
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "operator"))
+    built = importlib.util.find_spec("tether.gateway.wire._wire") is not None
+    if built and os.environ.get("TETHER_GATEWAY_NATIVE", "1") != "0":
+        return "native lane (wire/lane.c)"
+    return "Python methods (TETHER_GATEWAY_NATIVE=0 or the extension not built)"
+
+
 def report(results: dict[str, list[dict]], args) -> None:
     base = results.get("nginx")
     base_rps = statistics.mean(r["rps"] for r in base) if base else None
@@ -220,6 +231,10 @@ def report(results: dict[str, list[dict]], args) -> None:
         f"proxy on CPU 1, wrk + backends on CPU 0; load average now "
         f"{os.getloadavg()[0]:.2f} (other work on the machine adds noise)"
     )
+    if "tether" in results:
+        print(
+            f"tether data path: {_tether_path()}, access log {'on' if args.access_log else 'off'}"
+        )
     hdr = f"{'proxy':9s} {'run':>3s} {'rps':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU µs/req':>10s}"
     print(hdr + f" {'rps/nginx':>9s} {'p99/nginx':>9s} {'cpu/nginx':>9s}  errors")
     for name, runs in results.items():
