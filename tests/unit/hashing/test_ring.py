@@ -220,3 +220,32 @@ def test_lookup_equals_envoys_binary_search(ring_hashes, probes):
     edge = [0, 2**64 - 1, *ring_hashes, *(x + 1 for x in ring_hashes if x < 2**64 - 1)]
     for h in probes + edge:
         assert ring.choose(h) == _ketama_search(ring_hashes, h)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), min_size=0, max_size=60).map(sorted),
+    st.sampled_from([7, 70_000]),  # uint16 and uint32 host-index arrays
+    st.lists(st.integers(0, 2**64 - 1), max_size=10),
+    st.integers(0, 200),
+    st.randoms(use_true_random=False),
+)
+def test_native_search_equals_the_reference(ring_hashes, n_hosts, probes, attempt, rnd):
+    indices = [rnd.randrange(n_hosts) for _ in ring_hashes]
+    ring = RingHash.from_arrays(ring_hashes, indices, n_hosts)
+    edge = [0, 2**64 - 1, *ring_hashes, *(x + 1 for x in ring_hashes if x < 2**64 - 1)]
+    for h in probes + edge:
+        for a in (0, 1, attempt):
+            assert ring.choose(h, a) == ring.choose_reference(h, a)
+
+
+def test_native_search_is_in_use_and_refuses_hashes_outside_64_bits():
+    from tether.hashing.ring import ring as ring_module
+
+    assert ring_module.NATIVE, "the native ring search was not built (setup.py)"
+    ring = RingHash.build(PORTS_90_95, RingHashConfig(min_ring_size=12))
+    for bad in (-1, 2**64):
+        with pytest.raises(OverflowError):
+            ring.choose(bad)
+    with pytest.raises(ValueError, match="attempt"):
+        ring.choose(5, -1)

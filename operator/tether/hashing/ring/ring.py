@@ -19,6 +19,13 @@ from ..hashes import murmur2_64
 from ..hosts import Host, normalized_weights, validate_hosts
 from .config import RingHashConfig
 
+try:  # the native search (_search.c); the bisect below is its reference and fallback
+    from ._search import choose as _native_choose
+except ImportError:  # pragma: no cover - only without a compiler at install time
+    _native_choose = None
+
+NATIVE: bool = _native_choose is not None
+
 
 def _index_array(n_hosts: int, values: Sequence[int] = ()) -> array:
     return array("H" if n_hosts <= 0xFFFF else "I", values)
@@ -85,7 +92,16 @@ class RingHash:
         return cls(hashes, _index_array(n_hosts, indices), n_hosts)
 
     def choose(self, h: int, attempt: int = 0) -> int | None:
-        """Host index for request hash h (0 ≤ h < 2^64); None if the ring is empty."""
+        """Host index for request hash h (0 ≤ h < 2^64); None if the ring is empty.
+
+        Always equal to ``choose_reference`` (the unit tests hold the native search to it).
+        """
+        if _native_choose is not None:
+            return _native_choose(self.hashes, self.indices, h, attempt)
+        return self.choose_reference(h, attempt)
+
+    def choose_reference(self, h: int, attempt: int = 0) -> int | None:
+        """Envoy's chooseHost in plain Python: first entry with hash ≥ h, wrapping, + attempt."""
         ring = self._hash_list
         n = len(ring)
         if not n:
