@@ -250,8 +250,16 @@ def test_cookie_find_equals_twin(values, needle):
 # -- wrong types: an exception, never a crash ---------------------------------------------------
 
 
+class _Bad:
+    def __bool__(self):
+        raise RuntimeError("bool")
+
+    def __index__(self):
+        raise RuntimeError("index")
+
+
 _REJECTED = (TypeError, ValueError, OverflowError, RuntimeError)  # never SystemError
-_junk = [None, 1, -1, 2**70, "s", b"b", bytearray(b"b"), memoryview(b"b"), 1.5, (), []]
+_junk = [None, 1, -1, 2**70, "s", b"b", bytearray(b"b"), memoryview(b"b"), 1.5, _Bad(), (), []]
 
 
 @pytest.mark.parametrize("arg", range(5))
@@ -291,3 +299,18 @@ def test_access_line_rejects_what_it_cannot_format():
         args = list(fields)
         args[i] = bad
         assert _wire.access_line(*args) is None
+
+
+def test_a_failed_conversion_is_reported_before_the_next_runs():
+    """Each argument conversion may run Python code (``__index__``, ``__bool__``, ``__float__``);
+    none may run while an earlier one's exception is pending (that surfaced as SystemError)."""
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    calls = [
+        lambda: _wire.scan_request(head, _Bad(), b"p", _Bad(), 4096),
+        lambda: _wire.scan_request(head, 0, b"p", _Bad(), _Bad()),
+        lambda: _wire.header_values(head, _Bad(), _Bad(), b"host"),
+        lambda: _wire.access_line("s", b"GET", b"/", 200, "", None, _Bad(), _Bad(), 0, "c", 1, ""),
+    ]
+    for call in calls:
+        with pytest.raises((TypeError, RuntimeError)):  # not SystemError
+            call()
