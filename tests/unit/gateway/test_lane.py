@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from tether.gateway.wire import _wire
 from tether.hashing import Host, Maglev, MaglevConfig, xxh64
 
 from .conftest import backend_of, get, header
@@ -143,3 +146,25 @@ def test_content_length_body_with_connection_close(h):
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(body)
     assert b"connection: close" in out.lower().split(b"\r\n\r\n")[0]
     assert [r["url"] for r in b.requests] == ["/echo"]  # nothing after a request that closes
+
+
+def test_a_failed_lane_bind_leaves_the_bound_lane_intact(h):
+    """lane_bind resolves every offset before it changes anything: a call that fails (here on
+    the template, after resolving an Exchange lookalike with three more slots first) must not
+    leave the running lane copying the real template from the lookalike's offsets (past its
+    end: a heap over-read, and garbage references in every new exchange)."""
+    from tether.gateway import native
+
+    gw, _ = _one(h)
+    real = [native.AccessLog, native.ClientProtocol, native.Exchange, type(gw),
+            native.GatewayConfig, native.Histogram, native.Pools, native.Route, native.Router,
+            native.Target, native.UpstreamConnection]  # fmt: skip
+    decoys = {cls.__name__: type(cls.__name__, (), {"__slots__": cls.__slots__}) for cls in real}
+    slots = ("_p0", "_p1", "_p2", *native.Exchange.__slots__)
+    decoys["Exchange"] = type("Exchange", (), {"__slots__": slots})
+    with pytest.raises(TypeError, match="template"):
+        _wire.lane_bind(decoys, object(), (0.1,), 0, native.scan_cookie, xxh64)
+    c = None
+    for _ in range(3):
+        status, _, body, c = get(gw.port, "/get", conn=c)
+        assert status == 200 and backend_of(body) == "b0"
