@@ -168,3 +168,18 @@ def test_a_failed_lane_bind_leaves_the_bound_lane_intact(h):
     for _ in range(3):
         status, _, body, c = get(gw.port, "/get", conn=c)
         assert status == 200 and backend_of(body) == "b0"
+
+
+def test_a_target_index_out_of_range_is_an_error_not_a_read(h):
+    """The lane indexes route.targets with what the schedule (or a ring chooser) returns: a
+    negative index must raise, never read before the list."""
+    gw, _ = _one(h)
+    assert get(gw.port, "/get")[0] == 200
+    (route,) = {r for r in gw.router._cache.values() if r is not None}
+    schedule = route.schedule
+    for bad in ([-5], [-(2**40)]):
+        h.call(setattr, route, "schedule", bad)
+        out = raw_request(gw.port, b"GET /get HTTP/1.1\r\nHost: a\r\n\r\n", timeout=2)
+        assert not out.startswith(b"HTTP/1.1 200")
+    h.call(setattr, route, "schedule", schedule)
+    assert get(gw.port, "/get")[0] == 200

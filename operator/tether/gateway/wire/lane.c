@@ -271,7 +271,7 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw);
 static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t i,
                      PyObject *gw) {
     PyObject *targets = SLOT(route, L.r_targets);
-    if (targets == NULL || !PyList_Check(targets) || i >= PyList_GET_SIZE(targets)) {
+    if (targets == NULL || !PyList_Check(targets) || i < 0 || i >= PyList_GET_SIZE(targets)) {
         PyErr_SetString(PyExc_IndexError, "gateway lane: target index");
         return -1;
     }
@@ -359,6 +359,10 @@ static Py_ssize_t pick_round_robin(PyObject *route) {
     if ((i == -1 && PyErr_Occurred()) || set_new(route, L.r_rr, PyLong_FromSsize_t(rr + 1)) < 0) {
         return -1;
     }
+    if (i < 0) { /* not a target index (-2 would read as "Python picks") */
+        PyErr_SetString(PyExc_IndexError, "gateway lane: round-robin schedule");
+        return -1;
+    }
     return i;
 }
 
@@ -417,6 +421,10 @@ static Py_ssize_t choose(PyObject *route, PyObject *h) {
         }
         Py_ssize_t i = r == Py_None ? -2 : PyLong_AsSsize_t(r);
         Py_DECREF(r);
+        if (i < 0 && i != -2 && !PyErr_Occurred()) { /* -1 would be an error without one */
+            PyErr_SetString(PyExc_IndexError, "gateway lane: target index");
+            return -1;
+        }
         return i;
     }
     unsigned long long hv = PyLong_AsUnsignedLongLong(h);
