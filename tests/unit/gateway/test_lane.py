@@ -148,6 +148,36 @@ def test_content_length_body_with_connection_close(h):
     assert [r["url"] for r in b.requests] == ["/echo"]  # nothing after a request that closes
 
 
+_AMBIGUOUS_FRAMING = [
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    b"Content-Length: 5\r\nContent-Length: 6\r\n",
+    b"Content-Length: 5\r\nContent-Length: 5\r\n",
+    b"Content-Length: 5, 5\r\n",
+    b"Content-Length: +5\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length : 5\r\n",
+    b"Content-Length: 99999999999999999999999\r\n",
+    b"Transfer-Encoding: chunked, gzip\r\n",
+]
+
+
+def test_ambiguous_request_framing_is_refused(h):
+    """Request smuggling: a request whose body length is ambiguous goes to llhttp (never the
+    fast path) and gets 400, alone or pipelined after a fast-path request (which is answered,
+    then the connection closes); nothing of it reaches an upstream."""
+    gw, b = _one(h)
+    for framing in _AMBIGUOUS_FRAMING:
+        smuggle = b"POST /x HTTP/1.1\r\nHost: a\r\n" + framing + b"\r\n0\r\n\r\nhello"
+        smuggle += b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        out = raw_request(gw.port, smuggle)
+        assert out.startswith(b"HTTP/1.1 400 ") and out.count(b"HTTP/1.1 ") == 1, framing
+        out = raw_request(gw.port, b"GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n" + smuggle)
+        assert out.startswith(b"HTTP/1.1 201 ") and out.count(b"HTTP/1.1 ") == 1, framing
+        assert [r["url"] for r in b.requests] == ["/status/201"], framing
+        b.requests.clear()
+
+
 def test_a_failed_lane_bind_leaves_the_bound_lane_intact(h):
     """lane_bind resolves every offset before it changes anything: a call that fails (here on
     the template, after resolving an Exchange lookalike with three more slots first) must not
