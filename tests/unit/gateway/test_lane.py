@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from tether.gateway.wire import _wire
 from tether.hashing import Host, Maglev, MaglevConfig, xxh64
 
 from .conftest import backend_of, get, header
@@ -143,3 +146,70 @@ def test_content_length_body_with_connection_close(h):
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(body)
     assert b"connection: close" in out.lower().split(b"\r\n\r\n")[0]
     assert [r["url"] for r in b.requests] == ["/echo"]  # nothing after a request that closes
+
+
+_AMBIGUOUS_FRAMING = [
+    b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    b"Content-Length: 5\r\nContent-Length: 6\r\n",
+    b"Content-Length: 5\r\nContent-Length: 5\r\n",
+    b"Content-Length: 5, 5\r\n",
+    b"Content-Length: +5\r\n",
+    b"Content-Length: -1\r\n",
+    b"Content-Length : 5\r\n",
+    b"Content-Length: 99999999999999999999999\r\n",
+    b"Transfer-Encoding: chunked, gzip\r\n",
+]
+
+
+def test_ambiguous_request_framing_is_refused(h):
+    """Request smuggling: a request whose body length is ambiguous goes to llhttp (never the
+    fast path) and gets 400, alone or pipelined after a fast-path request (which is answered,
+    then the connection closes); nothing of it reaches an upstream."""
+    gw, b = _one(h)
+    for framing in _AMBIGUOUS_FRAMING:
+        smuggle = b"POST /x HTTP/1.1\r\nHost: a\r\n" + framing + b"\r\n0\r\n\r\nhello"
+        smuggle += b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        out = raw_request(gw.port, smuggle)
+        assert out.startswith(b"HTTP/1.1 400 ") and out.count(b"HTTP/1.1 ") == 1, framing
+        out = raw_request(gw.port, b"GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n" + smuggle)
+        assert out.startswith(b"HTTP/1.1 201 ") and out.count(b"HTTP/1.1 ") == 1, framing
+        assert [r["url"] for r in b.requests] == ["/status/201"], framing
+        b.requests.clear()
+
+
+def test_a_failed_lane_bind_leaves_the_bound_lane_intact(h):
+    """lane_bind resolves every offset before it changes anything: a call that fails (here on
+    the template, after resolving an Exchange lookalike with three more slots first) must not
+    leave the running lane copying the real template from the lookalike's offsets (past its
+    end: a heap over-read, and garbage references in every new exchange)."""
+    from tether.gateway import native
+
+    gw, _ = _one(h)
+    real = [native.AccessLog, native.ClientProtocol, native.Exchange, type(gw),
+            native.GatewayConfig, native.Histogram, native.Pools, native.Route, native.Router,
+            native.Target, native.UpstreamConnection]  # fmt: skip
+    decoys = {cls.__name__: type(cls.__name__, (), {"__slots__": cls.__slots__}) for cls in real}
+    slots = ("_p0", "_p1", "_p2", *native.Exchange.__slots__)
+    decoys["Exchange"] = type("Exchange", (), {"__slots__": slots})
+    with pytest.raises(TypeError, match="template"):
+        _wire.lane_bind(decoys, object(), (0.1,), 0, native.scan_cookie, xxh64)
+    c = None
+    for _ in range(3):
+        status, _, body, c = get(gw.port, "/get", conn=c)
+        assert status == 200 and backend_of(body) == "b0"
+
+
+def test_a_target_index_out_of_range_is_an_error_not_a_read(h):
+    """The lane indexes route.targets with what the schedule (or a ring chooser) returns: a
+    negative index must raise, never read before the list."""
+    gw, _ = _one(h)
+    assert get(gw.port, "/get")[0] == 200
+    (route,) = {r for r in gw.router._cache.values() if r is not None}
+    schedule = route.schedule
+    for bad in ([-5], [-(2**40)]):
+        h.call(setattr, route, "schedule", bad)
+        out = raw_request(gw.port, b"GET /get HTTP/1.1\r\nHost: a\r\n\r\n", timeout=2)
+        assert not out.startswith(b"HTTP/1.1 200")
+    h.call(setattr, route, "schedule", schedule)
+    assert get(gw.port, "/get")[0] == 200

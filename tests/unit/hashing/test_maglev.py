@@ -125,3 +125,17 @@ def test_native_build_equals_reference(spec, table_size):
 )
 def test_native_build_equals_reference_at_default_size(hosts):
     assert Maglev.build(hosts).table == Maglev.build_reference(hosts).table
+
+
+def test_native_kernel_rejects_a_table_size_whose_byte_size_overflows():
+    import struct
+
+    from tether.hashing.maglev import _kernel
+
+    one = struct.pack("<Q", 1)
+    for m, width in [(2**62, 4), (2**62 + 3, 4), (2**63, 2), (2**63 + 1, 2)]:
+        # m * width wraps to a small number: it must not pass as the size of an empty buffer
+        out = bytearray((m * width) % 2**64)
+        with pytest.raises(ValueError, match="inconsistent"):
+            _kernel.fill(m, one, one, struct.pack("<d", 1.0), 1.0, b"\0" * 4, out, width,
+                         bytearray(8))  # fmt: skip

@@ -464,10 +464,17 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "scan_request(buf, start, peer, trusted, limit)");
         return NULL;
     }
+    /* one at a time: each conversion may run Python code, never with an exception set */
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
+    if (limit == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     int trusted = PyObject_IsTrue(args[3]);
-    if ((start == -1 || limit == -1 || trusted == -1) && PyErr_Occurred()) {
+    if (trusted < 0) {
         return NULL;
     }
     request_head r;
@@ -547,8 +554,11 @@ static PyObject *header_values(PyObject *self, PyObject *const *args, Py_ssize_t
     const char *buf = PyBytes_AS_STRING(args[0]);
     Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     Py_ssize_t end = PyLong_AsSsize_t(args[2]);
-    if ((start == -1 || end == -1) && PyErr_Occurred()) {
+    if (end == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (start < 0 || end > len || end - start < 4) {

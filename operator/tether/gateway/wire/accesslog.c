@@ -210,8 +210,11 @@ static PyObject *access_line(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     int generated = PyObject_IsTrue(args[6]);
+    if (generated < 0) { /* before PyFloat_AsDouble, which may run Python code */
+        return NULL;
+    }
     double duration = PyFloat_AsDouble(args[7]);
-    if (generated < 0 || (duration == -1.0 && PyErr_Occurred())) {
+    if (duration == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
     char buf[4096];

@@ -27,7 +27,7 @@
 #define MAX_EX_SLOTS 64
 #define MAX_BUCKETS 32
 
-static struct {
+static struct lane {
     int bound;
     PyTypeObject *client_t, *up_t, *ex_t, *route_t, *target_t, *hist_t, *router_t, *gw_t, *cfg_t,
         *pools_t, *log_t;
@@ -271,7 +271,7 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw);
 static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t i,
                      PyObject *gw) {
     PyObject *targets = SLOT(route, L.r_targets);
-    if (targets == NULL || !PyList_Check(targets) || i >= PyList_GET_SIZE(targets)) {
+    if (targets == NULL || !PyList_Check(targets) || i < 0 || i >= PyList_GET_SIZE(targets)) {
         PyErr_SetString(PyExc_IndexError, "gateway lane: target index");
         return -1;
     }
@@ -359,6 +359,10 @@ static Py_ssize_t pick_round_robin(PyObject *route) {
     if ((i == -1 && PyErr_Occurred()) || set_new(route, L.r_rr, PyLong_FromSsize_t(rr + 1)) < 0) {
         return -1;
     }
+    if (i < 0) { /* not a target index (-2 would read as "Python picks") */
+        PyErr_SetString(PyExc_IndexError, "gateway lane: round-robin schedule");
+        return -1;
+    }
     return i;
 }
 
@@ -417,6 +421,10 @@ static Py_ssize_t choose(PyObject *route, PyObject *h) {
         }
         Py_ssize_t i = r == Py_None ? -2 : PyLong_AsSsize_t(r);
         Py_DECREF(r);
+        if (i < 0 && i != -2 && !PyErr_Occurred()) { /* -1 would be an error without one */
+            PyErr_SetString(PyExc_IndexError, "gateway lane: target index");
+            return -1;
+        }
         return i;
     }
     unsigned long long hv = PyLong_AsUnsignedLongLong(h);
@@ -1016,7 +1024,7 @@ static int offset(PyTypeObject *type, const char *name, Py_ssize_t *out) {
 }
 
 #define OFF(type, field, name)                                                                 \
-    if (offset(type, name, &L.field) < 0) {                                                     \
+    if (offset(type, name, &nl.field) < 0) {                                                    \
         return NULL;                                                                            \
     }
 
@@ -1068,6 +1076,9 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
         !(pt = class_of(classes, "Pools")) || !(at = class_of(classes, "AccessLog"))) {
         return NULL;
     }
+    /* resolved into a copy and committed at the end: a call that fails halfway must leave a
+     * lane that is already bound reading its classes at their own offsets */
+    struct lane nl = L;
     OFF(gt, g_accesslog, "accesslog");
     OFF(gt, g_clock, "clock");
     OFF(gt, g_config, "config");
@@ -1115,12 +1126,12 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     }
     for (Py_ssize_t i = 0; i < ns; i++) {
         const char *name = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(fast, i));
-        if (name == NULL || offset(xt, name, &L.x_all[i]) < 0) {
+        if (name == NULL || offset(xt, name, &nl.x_all[i]) < 0) {
             Py_DECREF(fast);
             return NULL;
         }
     }
-    L.x_n = (int)ns;
+    nl.x_n = (int)ns;
     Py_DECREF(fast);
     OFF(xt, x_attempts, "attempts");
     OFF(xt, x_body_done, "body_done");
@@ -1195,8 +1206,8 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "lane_bind: template must be an Exchange");
         return NULL;
     }
-    for (int i = 0; i < L.x_n; i++) {
-        if (SLOT(template, L.x_all[i]) == NULL) {
+    for (int i = 0; i < nl.x_n; i++) {
+        if (SLOT(template, nl.x_all[i]) == NULL) {
             PyErr_SetString(PyExc_ValueError, "lane_bind: template leaves a slot unset");
             return NULL;
         }
@@ -1212,34 +1223,43 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     for (Py_ssize_t i = 0; i < nb; i++) {
-        L.buckets[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(buckets, i));
+        nl.buckets[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(buckets, i));
+        if (nl.buckets[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(buckets);
+            return NULL;
+        }
     }
     Py_DECREF(buckets);
-    L.nbuckets = (int)nb;
-    L.raw_close = PyLong_AsLong(args[3]);
-    if (PyErr_Occurred()) {
+    nl.nbuckets = (int)nb;
+    nl.raw_close = PyLong_AsLong(args[3]);
+    if (nl.raw_close == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    L.client_t = ct;
-    L.up_t = ut;
-    L.ex_t = xt;
-    L.route_t = rt;
-    L.target_t = tt;
-    L.hist_t = ht;
-    L.router_t = rot;
-    L.gw_t = gt;
-    L.cfg_t = ft;
-    L.pools_t = pt;
-    L.log_t = at;
-    Py_XSETREF(L.template, Py_NewRef(template));
-    Py_XSETREF(L.scan_cookie, Py_NewRef(args[4]));
-    Py_XSETREF(L.xxh64, Py_NewRef(args[5]));
-    L.bound = 1;
     PyObject *c = wrap(&client_def, module), *u = wrap(&upstream_def, module);
     if (c == NULL || u == NULL) {
         Py_XDECREF(c);
         Py_XDECREF(u);
         return NULL;
+    }
+    nl.client_t = ct;
+    nl.up_t = ut;
+    nl.ex_t = xt;
+    nl.route_t = rt;
+    nl.target_t = tt;
+    nl.hist_t = ht;
+    nl.router_t = rot;
+    nl.gw_t = gt;
+    nl.cfg_t = ft;
+    nl.pools_t = pt;
+    nl.log_t = at;
+    nl.template = Py_NewRef(template);
+    nl.scan_cookie = Py_NewRef(args[4]);
+    nl.xxh64 = Py_NewRef(args[5]);
+    nl.bound = 1;
+    PyObject *old[3] = {L.template, L.scan_cookie, L.xxh64};
+    L = nl;
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(old[i]);
     }
     return Py_BuildValue("(NN)", c, u);
 }

@@ -24,6 +24,7 @@ _REQ_DROP = frozenset(
 _RESP_DROP = frozenset((b"keep-alive", b"proxy-authenticate", b"trailer"))
 _SLOW_NAMES = frozenset((b"upgrade", b"transfer-encoding", b"proxy-connection"))
 _MAX_CL_DIGITS = 18  # 10^18 - 1 fits in int64 in the C twin
+_MAX_SPANS = 64  # the C twin's fixed arrays: more dropped, Cookie or XFF lines go to llhttp
 
 _XFF = b"x-forwarded-for: "
 _XFP = b"\r\nx-forwarded-proto: "
@@ -96,9 +97,11 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     xfp = None
     conn = None
     clen = -1
+    lines = 0
     for item in _lines(buf, eol + 2, hend):
         if item is None:
             return None
+        lines += 1
         lo, hi, name, value = item
         if name == b"host":
             if host is not None:
@@ -128,7 +131,7 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
         elif name in _SLOW_NAMES:
             return None
         out.append(buf[lo:hi])
-    if host is None:
+    if host is None or max(len(cookies), len(xffs), lines - (len(out) - 1)) > _MAX_SPANS:
         return None
     xff = b", ".join(xffs) if xffs else None
     out.append(_XFF)
@@ -174,9 +177,11 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
     out = [buf[: eol + 2]]
     conn = None
     clen = -1
+    lines = 0
     for item in _lines(buf, eol + 2, hend):
         if item is None:
             return None
+        lines += 1
         lo, hi, name, value = item
         if name == b"connection":
             if conn is not None:
@@ -194,7 +199,7 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
                 return None
             clen = int(value)
         out.append(buf[lo:hi])
-    if clen < 0 and status != 204 and status != 304:
+    if (clen < 0 and status != 204 and status != 304) or lines - (len(out) - 1) > _MAX_SPANS:
         return None
     if head_request or status == 204 or status == 304:
         clen = 0

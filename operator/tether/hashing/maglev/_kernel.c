@@ -82,9 +82,11 @@ static PyObject *kernel_fill(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t n = off.len / 8;
+    /* m is checked against the byte size only once m * width cannot overflow */
     if (m < 2 || off.len % 8 || skp.len != n * 8 || wts.len != n * 8 || rmp.len != n * 4 ||
-        cnt.len != n * 8 || (width != 2 && width != 4) || out.len != (Py_ssize_t)m * width ||
-        n == 0) {
+        cnt.len != n * 8 || (width != 2 && width != 4) ||
+        m > (unsigned long long)PY_SSIZE_T_MAX / (unsigned)width ||
+        out.len != (Py_ssize_t)m * width || n == 0) {
         PyErr_SetString(PyExc_ValueError, "maglev kernel: inconsistent buffer sizes");
         goto done;
     }
