@@ -139,3 +139,21 @@ def test_native_kernel_rejects_a_table_size_whose_byte_size_overflows():
         with pytest.raises(ValueError, match="inconsistent"):
             _kernel.fill(m, one, one, struct.pack("<d", 1.0), 1.0, b"\0" * 4, out, width,
                          bytearray(8))  # fmt: skip
+
+
+def test_native_kernel_refuses_inputs_that_would_never_finish_filling():
+    import struct
+
+    from tether.hashing.maglev import _kernel
+
+    def fill(m: int, weight: float, max_weight: float) -> None:
+        one = struct.pack("<Q", 1)
+        _kernel.fill(m, one, one, struct.pack("<d", weight), max_weight, b"\0" * 4,
+                     bytearray(2 * m), 2, bytearray(8))  # fmt: skip
+
+    fill(7, 1.0, 1.0)  # the smallest sane call works
+    with pytest.raises(ValueError, match="prime"):
+        fill(9, 1.0, 1.0)  # skip 3 would cycle over 3 of 9 slots forever
+    for weight, max_weight in [(0.0, 1.0), (-1.0, 1.0), (float("nan"), 1.0), (2.0, 1.0)]:
+        with pytest.raises(ValueError, match="weights"):
+            fill(7, weight, max_weight)

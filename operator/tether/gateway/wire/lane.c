@@ -392,7 +392,8 @@ static PyObject *affinity_value(PyObject *client, PyObject *ex, PyObject *route,
         }
         const char *v;
         Py_ssize_t n;
-        if (!PyBytes_Check(raw) || !PyBytes_Check(lname) || end > PyBytes_GET_SIZE(raw) ||
+        if (!PyBytes_Check(raw) || !PyBytes_Check(lname) || start < 0 || start > end ||
+            end > PyBytes_GET_SIZE(raw) ||
             wire_header_value(PyBytes_AS_STRING(raw), start, end, PyBytes_AS_STRING(lname),
                               PyBytes_GET_SIZE(lname), &v, &n) != 1) {
             Py_RETURN_NONE; /* absent, or several values (hashed sorted and chained) */
@@ -440,7 +441,8 @@ static Py_ssize_t choose(PyObject *route, PyObject *h) {
         return -1;
     }
     Py_ssize_t slot = (Py_ssize_t)(hv % (unsigned long long)size), i = -2;
-    if (view.len == size * view.itemsize && view.format != NULL && view.format[1] == '\0') {
+    if (view.len == size * view.itemsize && view.format != NULL && view.format[0] != '\0' &&
+        view.format[1] == '\0') {
         if (view.itemsize == 2 && view.format[0] == 'H') {
             i = ((unsigned short *)view.buf)[slot];
         } else if (view.itemsize == 4 && view.format[0] == 'I') {

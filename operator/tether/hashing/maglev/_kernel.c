@@ -71,6 +71,18 @@ static int fill_table(uint64_t m, size_t n, const uint64_t *offsets, const uint6
     return 0;
 }
 
+static int is_prime(uint64_t m) {
+    if (m < 2) {
+        return 0;
+    }
+    for (uint64_t d = 2; d <= m / d; d++) {
+        if (m % d == 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *kernel_fill(PyObject *self, PyObject *args) {
     unsigned long long m;
     double max_weight;
@@ -91,11 +103,21 @@ static PyObject *kernel_fill(PyObject *self, PyObject *args) {
         goto done;
     }
     const uint64_t *offsets = off.buf, *skips = skp.buf;
+    const double *weights = wts.buf;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (offsets[i] >= m || skips[i] == 0 || skips[i] >= m) {
             PyErr_SetString(PyExc_ValueError, "maglev kernel: offset/skip out of range");
             goto done;
         }
+        /* a host that never claims a slot, or a permutation that misses slots, never ends */
+        if (!(weights[i] > 0.0 && weights[i] <= max_weight && max_weight < 1e300)) {
+            PyErr_SetString(PyExc_ValueError, "maglev kernel: weights must be in (0, max_weight]");
+            goto done;
+        }
+    }
+    if (!is_prime(m)) {
+        PyErr_SetString(PyExc_ValueError, "maglev kernel: table size must be prime");
+        goto done;
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS
