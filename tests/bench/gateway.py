@@ -80,15 +80,17 @@ def tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    total = 0
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process tree rooted at pid."""
+    user = system = 0
     for p in tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / CLK
+        user += int(fields[11])  # utime, stime (fields 14, 15)
+        system += int(fields[12])
+    return user / CLK, system / CLK
 
 
 def _ms(text: str) -> float:
@@ -198,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, proc in proxies.items():
                 before = cpu_seconds(proc.pid)
                 r = wrk(PORTS[name], args.duration, args.connections)
-                r["cpu_us"] = (cpu_seconds(proc.pid) - before) / max(r["requests"], 1) * 1e6
+                after = cpu_seconds(proc.pid)
+                n = max(r["requests"], 1)
+                r["cpu_us"] = (sum(after) - sum(before)) / n * 1e6
+                r["user_us"] = (after[0] - before[0]) / n * 1e6
                 r["run"] = run + 1
                 results[name].append(r)
                 print(f"  {name:8s} run {run + 1}: {r['rps']:9.0f} rps", flush=True)
@@ -236,6 +241,7 @@ def report(results: dict[str, list[dict]], args) -> None:
             f"tether data path: {_tether_path()}, access log {'on' if args.access_log else 'off'}"
         )
     hdr = f"{'proxy':9s} {'run':>3s} {'rps':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU µs/req':>10s}"
+    hdr += f" {'user':>5s}"
     print(hdr + f" {'rps/nginx':>9s} {'p99/nginx':>9s} {'cpu/nginx':>9s}  errors")
     for name, runs in results.items():
         for r in runs:
@@ -247,7 +253,7 @@ def report(results: dict[str, list[dict]], args) -> None:
                 )
             print(
                 f"{name:9s} {r['run']:3d} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}"
-                f" {r['cpu_us']:10.1f}{ratios}  {r['errors']} {r['socket']}"
+                f" {r['cpu_us']:10.1f} {r['user_us']:5.1f}{ratios}  {r['errors']} {r['socket']}"
             )
     if base_rps:
         print("\nmeans vs nginx:")
