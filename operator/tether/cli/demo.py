@@ -36,6 +36,7 @@ class Demo:
         self.failures: list[str] = []
 
     def check(self, ok: bool, what: str) -> bool:
+        """Print a ✔/✘ line; a failed check makes the demo exit non-zero."""
         mark = "[green]✔[/green]" if ok else "[red]✘[/red]"
         self.console.print(f"  {mark} {what}")
         if not ok:
@@ -43,9 +44,11 @@ class Demo:
         return ok
 
     def step(self, title: str) -> None:
+        """Print a step heading."""
         self.console.rule(f"[bold]{title}")
 
     def wait(self, predicate, timeout: float, what: str):
+        """Poll predicate with a spinner until truthy; TimeoutError naming `what` after timeout."""
         from tether.lab.testing import wait_until
 
         with self.console.status(f"waiting for {what}"):
@@ -54,6 +57,7 @@ class Demo:
     # -- steps --------------------------------------------------------------------------
 
     def deploy(self) -> tuple[str, int]:
+        """Apply the CRD, deploy/ and httpbin ×3; gateway's (pod IP, port) when all are ready."""
         lab = self.lab
         self.step("Deploy httpbin ×3, the operator and the gateway from deploy/")
         crd = str(ROOT / "crds" / "destinationrule.yaml")
@@ -109,6 +113,7 @@ class Demo:
         )
 
     def spread(self, gw: tuple[str, int]) -> None:
+        """Step 2 of the seed: 30 requests without a rule must reach every pod, with no cookie."""
         from tether.cli.demo_http import request
 
         self.step("Without a DestinationRule: 30 × GET /status/418")
@@ -125,6 +130,7 @@ class Demo:
         self.check(not any(r.set_cookies for r in replies), "no cookie without a rule")
 
     def sticky(self, gw: tuple[str, int]) -> None:
+        """Apply the seed rule verbatim; a cookie-keeping browser must stay on one pod."""
         from tether.cli.demo_http import Browser, request
 
         self.step("Apply the seed DestinationRule verbatim")
@@ -162,6 +168,7 @@ class Demo:
         )
 
     def rescale(self, gw: tuple[str, int]) -> None:
+        """Scale 3→5 and check the moved sessions against what the two tables predict."""
         from tether.cli.demo_http import route_sessions
         from tether.reconcile.moved import moved_fraction
 
@@ -224,6 +231,7 @@ class Demo:
         self.console.print(table)
 
     def clean(self) -> None:
+        """Delete what the demo created (the lab itself is removed by the caller)."""
         self.step("Clean up")
         self.lab.kubectl(
             "delete",

@@ -59,6 +59,7 @@ class Browser:
         return reply
 
     def close(self) -> None:
+        """Close the browser's keep-alive connection."""
         self.conn.close()
 
 

@@ -120,6 +120,7 @@ class ClientProtocol(asyncio.Protocol):
     # -- transport callbacks -------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
+        """A client connected: note its address and start the header-read deadline."""
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if peer:
@@ -134,6 +135,7 @@ class ClientProtocol(asyncio.Protocol):
         self.deadline = self.gw.now() + self.gw.config.header_timeout
 
     def connection_lost(self, exc) -> None:
+        """The client went away: an unfinished exchange ends as 499 and its upstream is closed."""
         self.closed = True
         self.gw.clients.discard(self)
         ex = self.active
@@ -150,6 +152,7 @@ class ClientProtocol(asyncio.Protocol):
         self.queue = None
 
     def pause_writing(self) -> None:
+        """The client reads slowly: stop reading the upstream that feeds it (backpressure)."""
         ex = self.active
         up = ex.upstream if ex is not None else None
         if up is not None and up.transport is not None:
@@ -157,6 +160,7 @@ class ClientProtocol(asyncio.Protocol):
             up.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        """The client caught up: resume the upstream paused by pause_writing."""
         ex = self.active
         up = ex.upstream if ex is not None else None
         if up is not None and up.transport is not None and up.rpaused:
@@ -164,6 +168,7 @@ class ClientProtocol(asyncio.Protocol):
             up.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        """Frame requests from the client's bytes: the native scan first, llhttp for the rest."""
         if self.ignore:
             return
         if self.body_left:
@@ -310,9 +315,11 @@ class ClientProtocol(asyncio.Protocol):
     # -- parser callbacks (the slow path) ---------------------------------------------------
 
     def on_message_begin(self) -> None:
+        """llhttp: a request starts."""
         self.in_msg = True
 
     def on_url(self, url: bytes) -> None:
+        """llhttp: (part of) the request target; the first part creates the exchange."""
         ex = self.cur
         if ex is None:
             self.cur = ex = Exchange(self, url)
@@ -323,6 +330,7 @@ class ClientProtocol(asyncio.Protocol):
             ex.path += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """llhttp: one header, classified (hop-by-hop, cookie, forwarded, kept)."""
         ex = self.cur
         lname = name.lower()
         kind = _CLASS_GET(lname)
@@ -349,6 +357,7 @@ class ClientProtocol(asyncio.Protocol):
             ex.headers.append((lname, name, value))
 
     def on_headers_complete(self) -> None:
+        """llhttp: the head is complete; enforce limits, then route and send it."""
         ex = self.cur
         parser = self.parser
         # Head size, without per-header bookkeeping: exact when the message starts this read;
@@ -384,6 +393,7 @@ class ClientProtocol(asyncio.Protocol):
         self.queue.append(ex)
 
     def on_body(self, body: bytes) -> None:
+        """llhttp: body bytes, counted against --max-body-bytes and queued for the upstream."""
         ex = self.cur
         n = len(body)
         ex.body_size += n
@@ -399,6 +409,7 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
+        """llhttp: the request is complete (the chunked terminator is queued if needed)."""
         self.in_msg = False
         ex = self.cur
         self.cur = None

@@ -82,10 +82,12 @@ class UpstreamConnection(asyncio.Protocol):
     # -- transport callbacks -------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
+        """Connected to the endpoint: the connection is tracked for shutdown."""
         self.transport = transport
         self.gw.upstreams.add(self)
 
     def connection_lost(self, exc) -> None:
+        """Closed: retry, complete or abort the exchange it served; it leaves the pool."""
         self.gw.upstreams.discard(self)
         self.gw.pools.discard(self)
         ex = self.ex
@@ -102,11 +104,13 @@ class UpstreamConnection(asyncio.Protocol):
             ex.client.response_aborted(ex, "upstream closed mid-response")
 
     def pause_writing(self) -> None:
+        """The upstream reads slowly: stop reading the client whose body feeds it."""
         ex = self.ex
         if ex is not None:
             ex.client.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        """The upstream caught up: resume reading the client."""
         ex = self.ex
         if ex is not None and not ex.client.closed:
             ex.client.transport.resume_reading()
@@ -137,6 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
                 client.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        """Relay response bytes; bytes on an idle pooled connection close it."""
         ex = self.ex
         if ex is None:  # nothing may arrive on an idle connection
             self.transport.close()
@@ -252,6 +257,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- parser callbacks ----------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
+        """llhttp: the response head is complete; relay it with the affinity cookie if due."""
         if not self.head_wait:  # a second response where one was expected
             raise _Abort("data after the end of the response")
         raw = self.hbuf
@@ -299,6 +305,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.reset_parser = True
 
     def on_body(self, body: bytes) -> None:
+        """llhttp: response body bytes, re-chunked when relaying chunked."""
         ex = self.ex
         ex.resp_bytes += len(body)
         if self.mode == M_CHUNK:
@@ -307,6 +314,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.out.append(body)
 
     def on_message_complete(self) -> None:
+        """llhttp: the response is complete (1xx responses are skipped)."""
         if self.info:
             self.info = False
             return

@@ -52,6 +52,7 @@ class RuleEntry:
 
     @property
     def key(self) -> str:
+        """`namespace/name` of the rule, unique in the index."""
         return f"{self.namespace}/{self.name}"
 
 

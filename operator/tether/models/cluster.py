@@ -36,6 +36,7 @@ class ServiceInfo:
 
     @property
     def key(self) -> tuple[str, str]:
+        """(namespace, name), the Service's identity."""
         return (self.namespace, self.name)
 
 

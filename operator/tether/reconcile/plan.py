@@ -52,6 +52,7 @@ class Rule:
 
     @property
     def key(self) -> str:
+        """`namespace/name` of the rule."""
         return self.rule.key
 
 
@@ -65,10 +66,12 @@ class TableOutcome:
 
     @property
     def changed(self) -> bool:
+        """True when the ConfigMap must be written (new table or different checksum)."""
         return self.previous is None or self.previous.checksum != self.doc.checksum
 
     @property
     def ready_endpoints(self) -> int:
+        """Number of endpoints in the table that take traffic."""
         return sum(1 for e in self.doc.endpoints if e.ready)
 
     def summary(self) -> str:

@@ -90,6 +90,7 @@ class Lookup:
 
     @property
     def empty(self) -> bool:
+        """True when the document carries no table to route with."""
         return self.slots is None and self.hashes is None
 
     def choose(self, h: int) -> str | None:

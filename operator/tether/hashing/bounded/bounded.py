@@ -19,7 +19,8 @@ _M32 = 0xFFFFFFFF
 
 
 class Chooser(Protocol):
-    def choose(self, h: int, attempt: int = 0) -> int | None: ...
+    def choose(self, h: int, attempt: int = 0) -> int | None:
+        """Host index for hash h at retry `attempt`, None when there is no host."""
 
 
 def validate_balance_factor(factor: int) -> int:

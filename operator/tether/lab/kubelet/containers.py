@@ -113,6 +113,7 @@ class BackendContainer(Container):
         return sorted(set(declared)) or [80]
 
     async def start(self, adopt_only: bool = False) -> None:
+        """Serve the httpbin backend on every declared port; Running once all listen."""
         if adopt_only:
             return
         pod = Pod(self.w.name, self.w.namespace, self.w.ip)
@@ -134,6 +135,7 @@ class BackendContainer(Container):
         self._now_running()
 
     async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish within `grace`, then report exit 0."""
         self.stopping = True
         started = self.state.running_since
         self._not_running()
@@ -153,6 +155,7 @@ class ProcessContainer(Container):
         self.pidfile = worker.pod_dir / f"{self.name}.pid"
 
     async def start(self, adopt_only: bool = False) -> None:
+        """Supervise the process (or adopt the one from a previous kubelet) per restartPolicy."""
         self._task = asyncio.create_task(self._supervise(adopt_only))
 
     async def _spawn(self) -> float:
