@@ -114,12 +114,47 @@ static int conn_token(const char *v, Py_ssize_t n) {
     return 0;
 }
 
+/* The one Connection header of a head: 0 (decline) if repeated or not a single known token. */
+static int connection_once(const char *value, Py_ssize_t vlen, int *conn) {
+    if (*conn >= 0) {
+        return 0;
+    }
+    *conn = conn_token(value, vlen);
+    return *conn != 0;
+}
+
+/* The one Content-Length of a head: 0 (decline) if repeated, empty, too long or not digits. */
+static int content_length_once(const char *value, Py_ssize_t vlen, long long *clen) {
+    if (*clen >= 0 || vlen == 0 || vlen > MAX_CL_DIGITS) {
+        return 0;
+    }
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < vlen; i++) {
+        if (value[i] < '0' || value[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (value[i] - '0');
+    }
+    *clen = v;
+    return 1;
+}
+
 static int add_span(span *arr, int *n, const char *p, Py_ssize_t len) {
     if (*n == MAX_SPANS) {
         return 0;
     }
     arr[*n].p = p;
     arr[(*n)++].n = len;
+    return 1;
+}
+
+/* Record the header line [p, next) as dropped from the forwarded head. */
+static int drop_line_span(span *drop, int *ndrop, Py_ssize_t *dropped, const char *p,
+                          const char *next) {
+    if (!add_span(drop, ndrop, p, next - p)) {
+        return 0;
+    }
+    *dropped += next - p;
     return 1;
 }
 
@@ -196,24 +231,13 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
             r->xfplen = vlen;
             drop_line = 1;
         } else if (IS("connection")) {
-            if (conn >= 0) {
-                return 0;
-            }
-            conn = conn_token(value, vlen);
-            if (conn == 0) {
+            if (!connection_once(value, vlen, &conn)) {
                 return 0;
             }
             drop_line = 1;
         } else if (IS("content-length")) {
-            if (clen >= 0 || vlen == 0 || vlen > MAX_CL_DIGITS) {
+            if (!content_length_once(value, vlen, &clen)) {
                 return 0;
-            }
-            clen = 0;
-            for (Py_ssize_t i = 0; i < vlen; i++) {
-                if (value[i] < '0' || value[i] > '9') {
-                    return 0;
-                }
-                clen = clen * 10 + (value[i] - '0');
             }
         } else if (IS("keep-alive") || IS("proxy-authorization") || IS("proxy-authenticate") ||
                    IS("te") || IS("trailer")) {
@@ -221,11 +245,8 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
         } else if (IS("upgrade") || IS("transfer-encoding") || IS("proxy-connection")) {
             return 0;
         }
-        if (drop_line) {
-            if (!add_span(r->drop, &r->ndrop, p, next - p)) {
-                return 0;
-            }
-            r->dropped += next - p;
+        if (drop_line && !drop_line_span(r->drop, &r->ndrop, &r->dropped, p, next)) {
+            return 0;
         }
         p = next;
     }
@@ -364,11 +385,7 @@ int wire_parse_response(const char *buf, Py_ssize_t len, int head_request, respo
         }
         int drop_line = 0;
         if (IS("connection")) {
-            if (conn >= 0) {
-                return 0;
-            }
-            conn = conn_token(value, vlen);
-            if (conn == 0) {
+            if (!connection_once(value, vlen, &conn)) {
                 return 0;
             }
             drop_line = 1;
@@ -377,22 +394,12 @@ int wire_parse_response(const char *buf, Py_ssize_t len, int head_request, respo
         } else if (IS("upgrade") || IS("transfer-encoding") || IS("proxy-connection")) {
             return 0;
         } else if (IS("content-length")) {
-            if (clen >= 0 || vlen == 0 || vlen > MAX_CL_DIGITS) {
+            if (!content_length_once(value, vlen, &clen)) {
                 return 0;
-            }
-            clen = 0;
-            for (Py_ssize_t i = 0; i < vlen; i++) {
-                if (value[i] < '0' || value[i] > '9') {
-                    return 0;
-                }
-                clen = clen * 10 + (value[i] - '0');
             }
         }
-        if (drop_line) {
-            if (!add_span(r->drop, &r->ndrop, p, next - p)) {
-                return 0;
-            }
-            r->dropped += next - p;
+        if (drop_line && !drop_line_span(r->drop, &r->ndrop, &r->dropped, p, next)) {
+            return 0;
         }
         p = next;
     }
@@ -459,6 +466,24 @@ int wire_header_value(const char *buf, Py_ssize_t start, Py_ssize_t end, const c
 
 /* -- Python-facing functions ------------------------------------------------------------- */
 
+/* A tuple of n new references, stolen; NULL (all released) if any is NULL or on no memory. */
+static PyObject *tuple_of(PyObject **items, int n) {
+    PyObject *res = PyTuple_New(n);
+    for (int i = 0; i < n; i++) {
+        if (items[i] == NULL || res == NULL) {
+            for (int j = 0; j < n; j++) {
+                Py_XDECREF(items[j]);
+            }
+            Py_XDECREF(res);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(res, i, items[i]);
+    }
+    return res;
+}
+
 static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "scan_request(buf, start, peer, trusted, limit)");
@@ -493,20 +518,7 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyLong_FromLong((r.keep ? F_KEEP_ALIVE : 0) | (r.http10 ? F_HTTP10 : 0)),
         PyLong_FromLongLong(r.clen),
     };
-    PyObject *res = PyTuple_New(9);
-    for (int i = 0; i < 9; i++) {
-        if (items[i] == NULL || res == NULL) {
-            for (int j = 0; j < 9; j++) {
-                Py_XDECREF(items[j]);
-            }
-            Py_XDECREF(res);
-            return NULL;
-        }
-    }
-    for (int i = 0; i < 9; i++) {
-        PyTuple_SET_ITEM(res, i, items[i]);
-    }
-    return res;
+    return tuple_of(items, 9);
 }
 
 static PyObject *scan_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -530,20 +542,7 @@ static PyObject *scan_response(PyObject *self, PyObject *const *args, Py_ssize_t
         PyLong_FromLongLong(r.clen - r.avail),
         PyBool_FromLong(r.keep),
     };
-    PyObject *res = PyTuple_New(5);
-    for (int i = 0; i < 5; i++) {
-        if (items[i] == NULL || res == NULL) {
-            for (int j = 0; j < 5; j++) {
-                Py_XDECREF(items[j]);
-            }
-            Py_XDECREF(res);
-            return NULL;
-        }
-    }
-    for (int i = 0; i < 5; i++) {
-        PyTuple_SET_ITEM(res, i, items[i]);
-    }
-    return res;
+    return tuple_of(items, 5);
 }
 
 static PyObject *header_values(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {

@@ -57,6 +57,21 @@ def _token(value: bytes) -> bytes:
     return value.rstrip(b" \t").lower()
 
 
+def _connection_once(seen: bytes | None, value: bytes) -> bytes | None:
+    """The head's single Connection token (close or keep-alive); None declines the head."""
+    if seen is not None:
+        return None
+    token = _token(value)
+    return token if token in (b"close", b"keep-alive") else None
+
+
+def _content_length_once(seen: int, value: bytes) -> int | None:
+    """The head's single Content-Length (digits only, bounded); None declines the head."""
+    if seen >= 0 or not value or len(value) > _MAX_CL_DIGITS or not _only(value, _DIGITS):
+        return None
+    return int(value)
+
+
 def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int):
     """Fast-path view of the request head at ``buf[start:]``, or None (not for the fast path:
     llhttp decides, including when the head is not complete yet or longer than ``limit``).
@@ -116,16 +131,14 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
             xfp = value
             continue
         elif name == b"connection":
-            if conn is not None:
-                return None
-            conn = _token(value)
-            if conn != b"close" and conn != b"keep-alive":
+            conn = _connection_once(conn, value)
+            if conn is None:
                 return None
             continue
         elif name == b"content-length":
-            if clen >= 0 or not value or len(value) > _MAX_CL_DIGITS or not _only(value, _DIGITS):
+            clen = _content_length_once(clen, value)
+            if clen is None:
                 return None
-            clen = int(value)
         elif name in _REQ_DROP:
             continue
         elif name in _SLOW_NAMES:
@@ -184,10 +197,8 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
         lines += 1
         lo, hi, name, value = item
         if name == b"connection":
-            if conn is not None:
-                return None
-            conn = _token(value)
-            if conn != b"close" and conn != b"keep-alive":
+            conn = _connection_once(conn, value)
+            if conn is None:
                 return None
             continue
         if name in _RESP_DROP:
@@ -195,9 +206,9 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
         if name in _SLOW_NAMES:
             return None
         if name == b"content-length":
-            if clen >= 0 or not value or len(value) > _MAX_CL_DIGITS or not _only(value, _DIGITS):
+            clen = _content_length_once(clen, value)
+            if clen is None:
                 return None
-            clen = int(value)
         out.append(buf[lo:hi])
     if (clen < 0 and status != 204 and status != 304) or lines - (len(out) - 1) > _MAX_SPANS:
         return None
