@@ -11,13 +11,11 @@ import logging
 import os
 import sys
 
-
-def _env(name: str, default):
-    return os.environ.get("TETHER_GATEWAY_" + name.upper().replace("-", "_"), default)
+from tether.cli.flags import add_env_flag
 
 
 def _add(p, flag: str, default, help: str, type=str) -> None:
-    p.add_argument(f"--{flag}", default=type(_env(flag, default)), type=type, help=help)
+    add_env_flag(p, "TETHER_GATEWAY_", flag, default, help, type)
 
 
 def register(subparsers) -> None:

@@ -6,6 +6,12 @@ import argparse
 import os
 import sys
 
+from tether.cli.flags import add_env_flag
+
+
+def _add(p, flag: str, default, help: str, type=str) -> None:
+    add_env_flag(p, "TETHER_", flag, default, help + " (default %(default)s)", type)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `operator` subcommand; every flag also reads a TETHER_* environment variable."""
@@ -31,17 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="watch only this namespace (repeatable; globs allowed)",
     )
-    p.add_argument(
-        "--tables-namespace",
-        default=env("TETHER_TABLES_NAMESPACE", "tether-system"),
-        help="namespace of the table ConfigMaps (default %(default)s)",
-    )
-    p.add_argument("--cluster-domain", default=env("TETHER_CLUSTER_DOMAIN", "cluster.local"))
-    p.add_argument(
-        "--root-namespace",
-        default=env("TETHER_ROOT_NAMESPACE", "istio-system"),
-        help="mesh root namespace whose rules apply to every namespace",
-    )
+    _add(p, "tables-namespace", "tether-system", "namespace of the table ConfigMaps")
+    _add(p, "cluster-domain", "cluster.local", "DNS suffix of Service hosts")
+    _add(p, "root-namespace", "istio-system", "mesh root namespace whose rules apply everywhere")
     p.add_argument(
         "--quiet-namespace",
         action="append",
@@ -50,54 +48,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(repeatable; kube-system, kube-public, kube-node-lease and the tables namespace "
         "always are)",
     )
-    p.add_argument(
-        "--coalesce-ms",
-        type=float,
-        default=float(env("TETHER_COALESCE_MS", "100")),
-        help="quiet time before a burst of events is reconciled (default 100 ms)",
-    )
-    p.add_argument(
-        "--max-delay-ms",
-        type=float,
-        default=float(env("TETHER_MAX_DELAY_MS", "1000")),
-        help="upper bound on how long a burst may postpone a reconcile",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(env("TETHER_METRICS_PORT", "9090")),
-        help="port of the Prometheus /metrics endpoint (0 = off)",
-    )
-    p.add_argument(
-        "--bind-address",
-        default=env("TETHER_BIND_ADDRESS", "0.0.0.0"),
-        help="address of the metrics endpoint (a pod IP works everywhere)",
-    )
-    p.add_argument(
-        "--liveness",
-        default=env("TETHER_LIVENESS", "http://0.0.0.0:8080/healthz"),
-        help="kopf liveness endpoint URL ('' = off)",
-    )
+    _add(p, "coalesce-ms", 100.0, "quiet time before a burst of events is reconciled", float)
+    _add(p, "max-delay-ms", 1000.0, "upper bound on how long a burst may postpone a reconcile",
+         float)  # fmt: skip
+    _add(p, "metrics-port", 9090, "port of the Prometheus /metrics endpoint (0 = off)", int)
+    _add(p, "bind-address", "0.0.0.0", "address of the metrics endpoint (a pod IP works)")
+    _add(p, "liveness", "http://0.0.0.0:8080/healthz", "kopf liveness endpoint URL ('' = off)")
     peer = p.add_mutually_exclusive_group()
     peer.add_argument(
         "--standalone", action="store_true", help="no peering (single replica, tests)"
     )
-    peer.add_argument(
-        "--peering",
-        default=env("TETHER_PEERING", ""),
-        help="kopf peering name; replicas with the same name elect one active",
-    )
-    p.add_argument(
-        "--priority",
-        default=env("TETHER_PRIORITY", "0"),
-        help="peering priority: an integer, or 'random' for replicas of one Deployment; "
-        "the highest runs, the others stand by",
-    )
-    p.add_argument(
-        "--dr-version",
-        default=env("TETHER_DR_VERSION", "v1"),
-        help="DestinationRule API version to watch (v1, v1beta1 or v1alpha3)",
-    )
+    _add(peer, "peering", "", "kopf peering name; replicas with the same name elect one active")
+    _add(p, "priority", "0", "peering priority: an integer, or 'random' for replicas of one "
+         "Deployment; the highest runs, the others stand by")  # fmt: skip
+    _add(p, "dr-version", "v1", "DestinationRule API version to watch (v1, v1beta1, v1alpha3)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 
