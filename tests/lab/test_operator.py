@@ -227,8 +227,13 @@ def test_deleted_service_leaves_no_table_even_across_a_restart(lab: Lab, namespa
         what="table removed with its Service",
     )
 
+    # re-applying the manifest resets replicas to 3: wait for a table, whatever its size
     lab.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "httpbin.yaml"))
-    _wait_endpoints(lab, namespace, 1)
+    wait_until(
+        lambda: (d := table_doc(lab, namespace, "httpbin", 8000)) and ready_endpoints(d) >= 1,
+        timeout=60,
+        what="table published again for the re-created Service",
+    )
     lab.kubectl("scale", "deployment/tether-operator", "-n", TABLES_NS, "--replicas=0")
     try:
         wait_until(lambda: not operator_pods(lab), timeout=60, what="operator stopped")
