@@ -157,8 +157,8 @@ class Controller:
         metrics.WRITES.labels("put").inc()
         if first_event is not None:
             metrics.EVENT_TO_PUBLISH.observe(time.monotonic() - first_event)
-        if not out.changed:
-            log.info("table %s repaired (it differed from its document)", out.name)
+        if live is not None and (out.previous is None or not out.changed):
+            log.info("table %s repaired (the live ConfigMap differed)", out.name)
             metrics.REPAIRS.inc()
             return
         policy = out.doc.policy

@@ -124,6 +124,23 @@ class Informer(Generic[V]):
         if notify and (old is not None or value is not None):
             self.on_change(key, old, value)
 
+    def handle(self, kind: str | None, obj: dict) -> None:
+        """Apply one watch event (ADDED, MODIFIED, DELETED; others are ignored)."""
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            return
+        key = self._key(obj)
+        if key is None:
+            return
+        if kind == "DELETED":
+            self._delete(key)
+        else:
+            self._apply(key, obj)
+
+    def replace(self, items: list[dict]) -> None:
+        """Apply a complete list: the store then holds exactly these objects."""
+        self._replace(items)
+        self.synced.set()
+
     def _delete(self, key: Key) -> None:
         held = self.store.pop(key, None)
         if held is not None:
@@ -153,10 +170,9 @@ class Informer(Generic[V]):
             if not cont:
                 break
             params["continue"] = cont
-        self._replace(items)
+        self.replace(items)
         self._rv = rv
         self.relists += 1
-        self.synced.set()
 
     async def _watch(self) -> None:
         params = {
@@ -172,11 +188,8 @@ class Informer(Generic[V]):
                 if obj.get("code") == 410:
                     raise Gone()
                 raise kopf_io.APIError(obj, status=obj.get("code") or 500, headers={})
+            self.handle(kind, obj)
             rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                key = self._key(obj)
-                if key is not None:
-                    self._delete(key) if kind == "DELETED" else self._apply(key, obj)
             if rv:
                 self._rv = rv
 
@@ -196,8 +209,7 @@ class Informer(Generic[V]):
             except Gone:
                 listed = False
             except kopf_io.NotFound:
-                self._replace([])  # the resource is not served (CRD missing): nothing exists
-                self.synced.set()
+                self.replace([])  # the resource is not served (CRD missing): nothing exists
                 listed = False
                 failures += 1
                 await self._sleep(failures)
