@@ -68,6 +68,10 @@ EVENTS_DROPPED = Counter(
     "tether_operator_events_dropped_total",
     "Kubernetes Events dropped because the posting queue was full (a burst).",
 )
+PENDING = Gauge(
+    "tether_operator_pending_keys",
+    "Services and rules waiting to be reconciled (events and resyncs).",
+)
 CACHED = Gauge(
     "tether_operator_cached_objects",
     "Objects in the operator's watch caches, by kind.",

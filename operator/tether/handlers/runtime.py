@@ -69,6 +69,7 @@ class Runtime:
         )  # fmt: skip
         self._settings = settings
         self._tasks: list[asyncio.Task[None]] = []
+        metrics.PENDING.set_function(lambda: self.coalescer.pending)
         for informer in self.view.informers:
             metrics.CACHED.labels(informer.name).set_function(lambda i=informer: len(i.store))
 

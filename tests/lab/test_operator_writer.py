@@ -1,0 +1,250 @@
+"""Exactly one writer, and self-repair: deploy/operator's two replicas on the lab.
+
+What a user checks: a table, once it shows a change, never goes back to an older endpoint set
+(the standby replica must not overwrite it); exactly one replica says it acts; a table edited,
+deleted or replaced by a stale copy is put back; a leader killed without clean-up is replaced
+within kopf's peering lifetime. Tables are read through a watch, so every version the API
+served is seen, not only the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tether.lab import Lab
+from tether.lab.testing import wait_until
+from tether.models import table as t
+
+from .service_fleet import Fleet, service_name
+from .tether_deploy import (
+    EXAMPLES,
+    TABLES_NS,
+    metric,
+    operator_pods,
+    ready_endpoints,
+    table_doc,
+)
+
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("tether_operator")]
+
+SERVICES = 150
+CHANGED = 20
+OBSERVE = 15.0  # seconds a regression is watched for after the change (the bug took ~5)
+
+
+class TableLog(threading.Thread):
+    """Every version of the tables of one namespace: (time, service, ready endpoints)."""
+
+    def __init__(self, ns: str) -> None:
+        super().__init__(daemon=True)
+        self.ns = ns
+        self.versions: list[tuple[float, str, int]] = []
+        self.lock = threading.Lock()
+        self.started = threading.Event()
+        self.error: Exception | None = None
+        self.closed = False
+
+    def run(self) -> None:
+        from kubernetes import client, config, watch
+
+        config.load_kube_config()
+        api = client.CoreV1Api()
+        selector = f"{t.LABEL_SERVICE_NAMESPACE}={self.ns}"
+        rv = api.list_namespaced_config_map(TABLES_NS, label_selector=selector).metadata
+        self.watch = watch.Watch()
+        self.started.set()
+        try:
+            for ev in self.watch.stream(
+                api.list_namespaced_config_map, TABLES_NS, label_selector=selector,
+                resource_version=rv.resource_version, timeout_seconds=600,
+            ):  # fmt: skip
+                self._add(ev)
+        except Exception as exc:  # checked by complete(): a broken log proves nothing
+            if not self.closed:
+                self.error = exc
+
+    def _add(self, ev: dict) -> None:
+        obj = ev["object"]
+        if ev["type"] == "DELETED":
+            return
+        try:
+            doc = t.loads(obj.data[t.DATA_KEY])
+        except (t.TableDocumentError, KeyError, TypeError):
+            return
+        with self.lock:
+            self.versions.append((time.monotonic(), doc.service.name, ready_endpoints(doc)))
+
+    def complete(self) -> list[tuple[float, str, int]]:
+        """Stop watching; every version seen (raises if the watch broke meanwhile)."""
+        self.closed = True
+        self.watch.stop()
+        assert self.error is None, f"the table watch broke: {self.error!r}"
+        with self.lock:
+            return list(self.versions)
+
+    def of(self, service: str) -> list[int]:
+        with self.lock:
+            return [n for _, s, n in self.versions if s == service]
+
+
+def _restart_operator(lab: Lab) -> set[str]:
+    """Delete both operator pods (no grace); return the names of the pods that replace them."""
+    old = {p["metadata"]["name"] for p in operator_pods(lab)}
+    lab.kubectl("delete", "pods", "-n", TABLES_NS, "-l", "app.kubernetes.io/name=tether-operator",
+                "--grace-period=1", "--wait=false")  # fmt: skip
+    pods = wait_until(
+        lambda: (
+            len(p := [x for x in operator_pods(lab) if x["metadata"]["name"] not in old]) == 2 and p
+        ),
+        timeout=90,
+        what="two new operator pods running",
+    )
+    return {p["metadata"]["name"] for p in pods}
+
+
+def _acting(lab: Lab) -> list[str]:
+    """Names of the operator pods whose metrics say they act (write)."""
+    out = []
+    for pod in operator_pods(lab, ready=True):
+        if metric(pod, "tether_operator_leader") == 1:
+            out.append(pod["metadata"]["name"])
+    return out
+
+
+def _settled(lab: Lab) -> bool:
+    pods = operator_pods(lab, ready=True)
+    if len(pods) != 2:
+        return False
+    leaders = [p for p in pods if metric(p, "tether_operator_leader") == 1]
+    return len(leaders) == 1 and metric(leaders[0], "tether_operator_pending_keys") == 0
+
+
+def _table_endpoints(lab: Lab, ns: str, i: int) -> int:
+    return ready_endpoints(table_doc(lab, ns, service_name(i), 8000))
+
+
+def test_standby_never_overwrites_tables_changed_right_after_start(lab: Lab, namespace: str):
+    """The probe of issue 13, small: Services with hand-made slices, both replicas restarted,
+    some slices changed at once; the changed tables never fall back to the old endpoints."""
+    fleet = Fleet(lab, namespace)
+    try:
+        fleet.create(SERVICES, endpoints=10)
+        wait_until(
+            lambda: all(_table_endpoints(lab, namespace, i) == 10 for i in range(SERVICES)),
+            timeout=120,
+            what=f"{SERVICES} tables with 10 endpoints",
+        )
+        log = TableLog(namespace)
+        log.start()
+        log.started.wait(30)
+        _restart_operator(lab)
+        changed = range(CHANGED)
+        fleet.set_endpoints(changed, endpoints=11)
+        t_change = time.monotonic()
+        wait_until(
+            lambda: all(_table_endpoints(lab, namespace, i) == 11 for i in changed),
+            timeout=120,
+            what=f"{CHANGED} changed tables with 11 endpoints",
+        )
+        wait_until(
+            lambda: _settled(lab) and time.monotonic() - t_change > OBSERVE,
+            timeout=180,
+            what="one acting replica with nothing pending, observed for the whole window",
+        )
+    finally:
+        fleet.close()
+    log.complete()
+    for i in changed:
+        seen = log.of(service_name(i))
+        first = seen.index(11) if 11 in seen else len(seen)
+        assert all(n == 11 for n in seen[first:]), f"{service_name(i)} went back: {seen}"
+        assert _table_endpoints(lab, namespace, i) == 11
+    assert all(_table_endpoints(lab, namespace, i) == 10 for i in range(CHANGED, SERVICES))
+    assert len(_acting(lab)) == 1
+
+
+def test_scale_right_after_start_is_not_undone(lab: Lab, namespace: str):
+    lab.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "httpbin.yaml"))
+    lab.kubectl("scale", "deployment/httpbin", "--replicas=2", "-n", namespace)
+    wait_until(
+        lambda: ready_endpoints(table_doc(lab, namespace, "httpbin", 8000)) == 2,
+        timeout=90,
+        what="httpbin table with 2 endpoints",
+    )
+    log = TableLog(namespace)
+    log.start()
+    log.started.wait(30)
+    _restart_operator(lab)
+    lab.kubectl("scale", "deployment/httpbin", "--replicas=4", "-n", namespace)
+    t_scale = time.monotonic()
+    wait_until(
+        lambda: ready_endpoints(table_doc(lab, namespace, "httpbin", 8000)) == 4,
+        timeout=90,
+        what="httpbin table with 4 endpoints",
+    )
+    wait_until(
+        lambda: _settled(lab) and time.monotonic() - t_scale > OBSERVE,
+        timeout=180,
+        what="one acting replica with nothing pending, observed for the whole window",
+    )
+    log.complete()
+    seen = log.of("httpbin")
+    assert 4 in seen and all(n == 4 for n in seen[seen.index(4) :]), seen
+    assert ready_endpoints(table_doc(lab, namespace, "httpbin", 8000)) == 4
+
+
+def test_edited_deleted_or_stale_tables_are_put_back(lab: Lab, namespace: str):
+    fleet = Fleet(lab, namespace)
+    try:
+        fleet.create(3, endpoints=2)
+        wait_until(lambda: all(_table_endpoints(lab, namespace, i) == 2 for i in range(3)),
+                   timeout=60, what="3 tables")  # fmt: skip
+        name = t.configmap_name(namespace, service_name(0), 8000)
+        stale = lab.kubectl_json("configmap", name, "-n", TABLES_NS)["data"][t.DATA_KEY]
+        fleet.set_endpoints([0], endpoints=3)
+        wait_until(lambda: _table_endpoints(lab, namespace, 0) == 3, timeout=30, what="3 eps")
+    finally:
+        fleet.close()
+
+    def put_back(data: str) -> None:
+        patch = json.dumps({"data": {t.DATA_KEY: data}})
+        lab.kubectl("patch", "configmap", name, "-n", TABLES_NS, "--type=merge", "-p", patch)
+        wait_until(lambda: _table_endpoints(lab, namespace, 0) == 3, timeout=30,
+                   what="the table put back by the operator")  # fmt: skip
+
+    put_back(stale)  # a valid but stale document (what a stale replica would write)
+    put_back('{"hand": "edited"}')
+    lab.kubectl("delete", "configmap", name, "-n", TABLES_NS)
+    wait_until(lambda: _table_endpoints(lab, namespace, 0) == 3, timeout=30, what="re-created")
+    assert all(_table_endpoints(lab, namespace, i) == 2 for i in (1, 2))
+
+
+def _pid(lab: Lab, pod: dict) -> int:
+    uid = pod["metadata"]["uid"]
+    rec = json.loads((lab.paths.kubelet / "pods" / uid / "operator.pid").read_text())
+    return int(rec["pid"])
+
+
+def test_killed_leader_is_replaced_within_the_peering_lifetime(lab: Lab, namespace: str):
+    fleet = Fleet(lab, namespace)
+    try:
+        fleet.create(1, endpoints=2)
+        wait_until(lambda: _table_endpoints(lab, namespace, 0) == 2, timeout=60, what="table")
+        wait_until(lambda: _settled(lab), timeout=120, what="one acting replica")
+        leader = next(p for p in operator_pods(lab) if metric(p, "tether_operator_leader") == 1)
+        os.kill(_pid(lab, leader), signal.SIGKILL)  # no clean-up: its peering entry stays
+        killed = time.monotonic()
+        fleet.set_endpoints([0], endpoints=5)
+        wait_until(lambda: _table_endpoints(lab, namespace, 0) == 5, timeout=60,
+                   what="the change published by the successor")  # fmt: skip
+        takeover = time.monotonic() - killed
+    finally:
+        fleet.close()
+    print(f"\n[operator] SIGKILLed leader: change published {takeover:.1f} s after the kill")
+    assert takeover < 30  # peering lifetime 15 s + settle 2 s + one reconcile, with slack
