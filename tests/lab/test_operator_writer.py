@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -141,52 +145,107 @@ def _scale_operator(lab: Lab, replicas: int) -> None:
     lab.kubectl("scale", "deployment/tether-operator", "-n", TABLES_NS, f"--replicas={replicas}")
     if replicas == 0:
         wait_until(lambda: not operator_pods(lab), timeout=90, what="operator stopped")
+    else:
+        wait_until(lambda: len(operator_pods(lab, ready=True)) == replicas, timeout=90,
+                   what=f"{replicas} operator replicas ready")  # fmt: skip
 
 
-def test_standby_never_overwrites_tables_changed_right_after_start(lab: Lab, namespace: str):
-    """The probe of issue 13, smaller: Services with hand-made slices and no tables yet, both
-    replicas started together, and as soon as every table is published, slices changed where
-    a second writer would do harm: Services whose table only one write has touched so far (a
-    replica still working through its start-up sync would reach them next). The changed
-    tables never fall back to the old endpoints."""
+class Replica:
+    """`tether operator --peering tether --priority P` started by the test inside the lab."""
+
+    def __init__(self, priority: int, port: int, log: Path) -> None:
+        self.port = port
+        self.out = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tether", "operator", "--peering", "tether",
+             "--priority", str(priority), "--metrics-port", str(port),
+             "--bind-address", "127.0.0.1", "--liveness", ""],
+            stdout=self.out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def metric(self, name: str) -> float:
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+                   if line.startswith(name) and line[len(name)] in " {")  # fmt: skip
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+
+
+def test_standby_never_overwrites_tables_changed_right_after_start(
+    lab: Lab, namespace: str, tmp_path: Path
+):
+    """The probe of issue 13, smaller and deterministic: SERVICES Services with hand-made
+    slices and no tables yet, plus httpbin. A low-priority replica starts and publishes; a
+    high-priority one starts while it does (so kopf pauses the first), and at once httpbin
+    is scaled 2 -> 4 and CHANGED slices get an 11th endpoint, on Services the first replica
+    has not reached yet. The changed tables never fall back to the old endpoints, and once the
+    second replica acts, the first writes nothing."""
+    _scale_operator(lab, 0)
     fleet = Fleet(lab, namespace)
     log = TableLog(namespace)
+    low = high = None
     try:
-        _scale_operator(lab, 0)
         fleet.create(SERVICES, endpoints=10)
+        lab.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "httpbin.yaml"))
+        lab.kubectl("scale", "deployment/httpbin", "--replicas=2", "-n", namespace)
+        wait_until(lambda: len(lab.kubectl_json("pods", "-n", namespace)["items"]) == 2
+                   and "2/2" in lab.kubectl("get", "deploy/httpbin", "-n", namespace),
+                   timeout=90, what="httpbin with 2 ready pods")  # fmt: skip
         log.start()
         log.started.wait(30)
-    finally:
-        _scale_operator(lab, 2)
-    try:
-        wait_until(lambda: len(log.counts()) == SERVICES, timeout=300,
-                   what=f"{SERVICES} tables published")  # fmt: skip
-        counts = log.counts()
-        once = sorted((i for i in range(SERVICES) if counts[service_name(i)] == 1), reverse=True)
-        changed = (once + [i for i in range(SERVICES) if i not in once])[:CHANGED]
+        low = Replica(1, 19091, tmp_path / "low.log")
+        wait_until(lambda: len(log.counts()) >= SERVICES // 10, timeout=120,
+                   what="the first replica publishing")  # fmt: skip
+        high = Replica(2, 19092, tmp_path / "high.log")
+        written = log.counts()
+        changed = [i for i in range(SERVICES) if service_name(i) not in written][-CHANGED:]
+        lab.kubectl("scale", "deployment/httpbin", "--replicas=4", "-n", namespace)
         fleet.set_endpoints(changed, endpoints=11)
         t_change = time.monotonic()
         wait_until(
-            lambda: all(_table_endpoints(lab, namespace, i) == 11 for i in changed),
+            lambda: (
+                all(_table_endpoints(lab, namespace, i) == 11 for i in changed)
+                and ready_endpoints(table_doc(lab, namespace, "httpbin", 8000)) == 4
+            ),
             timeout=120,
-            what=f"{CHANGED} changed tables with 11 endpoints",
+            what="the changed tables published",
         )
+        wait_until(lambda: high.metric("tether_operator_leader") == 1, timeout=60,
+                   what="the high-priority replica acting")  # fmt: skip
+        low_writes = low.metric("tether_operator_configmap_writes_total")
         wait_until(
-            lambda: _settled(lab) and time.monotonic() - t_change > OBSERVE,
+            lambda: (
+                high.metric("tether_operator_pending_keys") == 0
+                and time.monotonic() - t_change > OBSERVE
+            ),
             timeout=180,
-            what="one acting replica with nothing pending, observed for the whole window",
+            what="the acting replica idle, observed for the whole window",
         )
+        assert low.metric("tether_operator_configmap_writes_total") == low_writes
+        assert low.metric("tether_operator_leader") == 0
     finally:
         fleet.close()
+        for replica in (low, high):
+            if replica is not None:
+                replica.stop()
+        _scale_operator(lab, 2)
     log.complete()
-    for i in changed:
-        seen = log.of(service_name(i))
-        first = seen.index(11) if 11 in seen else len(seen)
-        assert all(n == 11 for n in seen[first:]), f"{service_name(i)} went back: {seen}"
-        assert _table_endpoints(lab, namespace, i) == 11
-    unchanged = [i for i in range(SERVICES) if i not in changed]
-    assert all(_table_endpoints(lab, namespace, i) == 10 for i in unchanged)
-    assert len(_acting(lab)) == 1
+    for svc in [service_name(i) for i in changed] + ["httpbin"]:
+        seen = log.of(svc)
+        new = 4 if svc == "httpbin" else 11
+        first = seen.index(new) if new in seen else len(seen)
+        assert all(n == new for n in seen[first:]), f"{svc} went back: {seen}"
+    assert len(changed) == CHANGED
+    assert all(_table_endpoints(lab, namespace, i) == 11 for i in changed)
 
 
 def test_scale_right_after_start_is_not_undone(lab: Lab, namespace: str):
