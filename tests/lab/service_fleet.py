@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import urllib3
 import yaml
 
 from tether.lab import Lab, netns
+
+T = TypeVar("T")
 
 MANAGED_BY = "tether-fleet"
 
@@ -78,6 +81,26 @@ class RawApi:
             maxsize=workers, ca_certs=cluster["certificate-authority"], retries=False
         )
 
+    def stream(self, path: str, on_event: Callable[[dict], None], stop: threading.Event) -> None:
+        """Watch ``path`` (a list URL) from now on; ``on_event`` gets each decoded event."""
+        _, listing = self.call("GET", f"{path}{'&' if '?' in path else '?'}limit=1")
+        rv = listing["metadata"]["resourceVersion"]
+        sep = "&" if "?" in path else "?"
+        while not stop.is_set():
+            url = f"{self.server}{path}{sep}watch=1&resourceVersion={rv}&timeoutSeconds=60"
+            resp = self.http.request("GET", url, headers=self.headers, preload_content=False)
+            buf = b""
+            for chunk in resp.stream(65536):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    event = json.loads(line)
+                    rv = event["object"]["metadata"].get("resourceVersion", rv)
+                    on_event(event)
+                if stop.is_set():
+                    break
+            resp.release_conn()
+
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
         resp = self.http.request(method, self.server + path, body=data, headers=self.headers)
@@ -99,12 +122,16 @@ class Fleet:
         self.api = RawApi(lab.kubeconfig, workers)
         inside = netns.current_inode() == netns.inode(lab.netns)
         target = netns.path_of(lab.netns)
-        self._init: Callable[[], None] = (lambda: None) if inside else (lambda: netns.setns(target))
-        self._pool = ThreadPoolExecutor(workers, initializer=self._init)
+        self.join: Callable[[], None] = (lambda: None) if inside else (lambda: netns.setns(target))
+        self._pool = ThreadPoolExecutor(workers, initializer=self.join)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown()
+
+    def inside(self, fn: Callable[..., T], *args) -> T:
+        """Run ``fn(*args)`` on a thread inside the lab's network namespace (pod IPs answer)."""
+        return self._pool.submit(fn, *args).result()
 
     def _each(self, fn: Callable[[dict], tuple[int, dict]], docs: Iterable[dict]) -> None:
         for status, body in self._pool.map(fn, docs):
