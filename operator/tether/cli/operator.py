@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add(p, "dr-version", "v1", "DestinationRule API version to watch (v1, v1beta1, v1alpha3)")
     _add(p, "resync-seconds", 300.0, "period of the full resync that repairs any table drifting "
          "from what the cluster implies", float)  # fmt: skip
-    _add(p, "write-concurrency", 16, "table ConfigMap writes in flight at once", int)
+    _add(p, "write-concurrency", 64, "table ConfigMap writes in flight at once", int)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 

@@ -48,7 +48,7 @@ class Config:
     root_namespace: str | None = "istio-system"
     dr_version: str = "v1"
     quiet_namespaces: tuple[str, ...] = ()  # extra namespaces without round-robin tables
-    write_concurrency: int = 16  # ConfigMap writes in flight at once
+    write_concurrency: int = 64  # ConfigMap writes in flight at once
 
 
 def documents(live: Mapping[str, LiveTable]) -> dict[str, t.TableDocument]:
