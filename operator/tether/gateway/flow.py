@@ -36,7 +36,7 @@ HOLD_UPSTREAM = 2  # the upstream does not take the request body as fast as it a
 HOLD_QUEUE = 4  # max_pipelined requests are queued
 HOLD_WRITE = 8  # the client does not take its responses
 
-BODY_BUDGET = 1 << 20  # request body bytes a connection may buffer for requests not yet sent
+BODY_BUDGET = 256 << 10  # request body bytes a connection may hold for requests not sent yet
 
 
 class ClientFlow(asyncio.Protocol):

@@ -64,6 +64,7 @@ class ClientProtocol(ClientFlow):
         "body_left",
         "boundary",
         "closed",
+        "completed",
         "cur",
         "deadline",
         "feeds",
@@ -111,6 +112,7 @@ class ClientProtocol(ClientFlow):
         self.body_ex: Exchange | None = None
         self.in_msg = False  # llhttp is inside a message (on_message_begin .. _complete)
         self.feeds = 0  # reads fed to llhttp
+        self.completed = 0  # requests llhttp completed
         self.hfeed = 0  # the read in which the head being parsed began
         self.hsize = 0  # bytes of that head seen by the parser callbacks (a lower bound)
         self.hcarry = 0  # bytes of that head counted read by read (a lower bound)
@@ -261,6 +263,8 @@ class ClientProtocol(ClientFlow):
         """Feed llhttp (the callbacks below); it is the judge of anything the fast path left."""
         self.boundary = False
         self.feeds += 1
+        fresh = not self.in_msg  # a request starts at data[0] (after optional CRLFs)
+        completed = self.completed
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
@@ -289,7 +293,9 @@ class ClientProtocol(ClientFlow):
             # A head continues in the next read. Its size so far, as a lower bound: what the
             # callbacks saw of it in the read it began in, then every later read whole.
             if self.hfeed == self.feeds:
-                self.hcarry = self.hsize
+                # nothing else was in this read: all of it is this head; else (requests before
+                # it) what the callbacks saw, at most one read short
+                self.hcarry = len(data) if fresh and completed == self.completed else self.hsize
                 self.deadline = self.gw.clock + self.gw.config.header_timeout
             else:
                 self.hcarry += len(data)
@@ -411,6 +417,7 @@ class ClientProtocol(ClientFlow):
     def on_message_complete(self) -> None:
         """llhttp: the request is complete (the chunked terminator is queued if needed)."""
         self.in_msg = False
+        self.completed += 1
         ex = self.cur
         self.cur = None
         ex.body_done = True

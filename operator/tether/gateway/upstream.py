@@ -213,7 +213,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except (HttpParserError, _Abort) as exc:
             if not self.done:
-                self._broken(ex, str(exc) or exc.__class__.__name__)
+                cause = exc.__context__ if isinstance(exc.__context__, _Abort) else exc
+                self._broken(ex, str(cause) or cause.__class__.__name__)
                 return
             self.junk = True  # a complete response, then bytes that are not one: relay it
         if out and not ex.client.closed:

@@ -8,8 +8,8 @@ spliced in), so no per-header Python callback runs; a request's Content-Length b
 by counting. Anything outside that subset (chunked requests, chunked or close-delimited
 responses, 1xx, Upgrade, Connection naming other headers, duplicate Host/Content-Length/
 Connection, obs-fold, bare CR/LF, unknown methods, absolute-form targets, a Host outside
-``name[:port]``, heads not complete yet or oversized) returns None and the caller feeds the same bytes to llhttp, which stays the
-judge of validity.
+``name[:port]``, heads not complete yet or oversized) returns None and the caller feeds the
+same bytes to llhttp, which stays the judge of validity.
 
 Invariants (tested on random heads): the native module and ``reference`` return identical
 results; every head accepted here is accepted by llhttp with the same method, target,
