@@ -23,9 +23,9 @@ def one(h, **gw):
     return gateway, b
 
 
-def raw(h, script, **gw):
+def raw(h, script, delay: float = 0.002, **gw):
     """A gateway whose only Service is a RawBackend playing ``script``."""
-    b = RawBackend(h, script)
+    b = RawBackend(h, script, delay)
     h.write_table("svc.json", make_document([("127.0.0.1", b.port, "raw")], algorithm=None))
     gateway = h.gateway(**gw)
     h.wait(lambda: gateway.loaded)

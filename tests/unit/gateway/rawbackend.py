@@ -80,7 +80,7 @@ class _Conn(asyncio.Protocol):
             if self.transport.is_closing():
                 return
             self.transport.write(piece)
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(self.backend.delay)
         if close:
             self.transport.close()
 
@@ -88,8 +88,9 @@ class _Conn(asyncio.Protocol):
 class RawBackend:
     """See module docstring."""
 
-    def __init__(self, h, script: Callable[[dict], Reply]) -> None:
+    def __init__(self, h, script: Callable[[dict], Reply], delay: float = 0.002) -> None:
         self.script = script
+        self.delay = delay  # between the pieces of a reply given as a list
         self.requests: list[dict] = []
         self.errors: list[bytes] = []
         self.connections = 0
