@@ -24,8 +24,8 @@ class Refuse(Exception):
         self.text = text
 
 
-def check_version(version: str, chunked_or_te: bool) -> bool:
-    """True for HTTP/1.0; None-free check of the request line's version (505 unless 1.0/1.1).
+def check_version(version: str, transfer_encoding: bool) -> bool:
+    """Whether the request is HTTP/1.0; refuse any version but 1.1 and 1.0 (505).
 
     An HTTP/1.0 request with Transfer-Encoding is refused (RFC 9112 §6.1: its framing is
     faulty; nginx answers 400 too).
@@ -34,7 +34,7 @@ def check_version(version: str, chunked_or_te: bool) -> bool:
         return False
     if version != "1.0":
         raise Refuse(505, f"HTTP/{version} is not supported (HTTP/1.1 and HTTP/1.0 are)")
-    if chunked_or_te:
+    if transfer_encoding:
         raise Refuse(400, "HTTP/1.0 request with Transfer-Encoding")
     return True
 

@@ -88,6 +88,24 @@ def test_pipelined_requests_over_a_stale_connection_all_end(h):
     assert [r.body for r in rs] == [b"conn 1", b"conn 2", b"conn 3", b"conn 4"]
 
 
+# -- Connection tokens in responses ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [b"content-length", b"Transfer-Encoding", b"x-a, content-length"])
+def test_upstream_connection_tokens_never_remove_the_response_framing(h, token):
+    """The client still gets the framing the gateway read the response by; the next
+    response on the same client connection is its own."""
+    chunked = token.lower() == b"transfer-encoding"
+    framing = (b"Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n" if chunked
+               else b"Content-Length: 5\r\n\r\nfirst")  # fmt: skip
+    reply = b"HTTP/1.1 200 OK\r\nConnection: %s\r\nX-A: 1\r\n%s" % (token, framing)
+    gw, _ = raw(h, lambda req: (reply if req["url"] == "/1" else ok(b"second"), False))
+    first, second = responses(send(gw.port, request("/1") + request("/2", extra=CLOSE)))
+    assert (first.body, second.body) == (b"first", b"second")
+    name = "transfer-encoding" if chunked else "content-length"
+    assert first.header(name) and first.header("x-a") == ([] if b"x-a" in token else ["1"])
+
+
 # -- no body where a response has none -------------------------------------------------------
 
 _NO_BODY = [
