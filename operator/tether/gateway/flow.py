@@ -267,8 +267,9 @@ class ClientFlow(asyncio.Protocol):
             self.ignore = True
             self.transport.close()
             return
-        self._release(HOLD_UPSTREAM)
-        self.flushed()
+        if self.read_paused:
+            self._release(HOLD_UPSTREAM)
+            self.flushed()
         if self.queue:
             if not self.wpaused:  # else resume_writing starts it
                 self._next()

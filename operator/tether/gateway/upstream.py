@@ -160,7 +160,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
             ex.pending = []
             ex.pending_size = 0
-            client.flushed()  # resumes reading the client if its body was held while connecting
+            if client.read_paused:  # its body was held while connecting: resume if it may
+                client.flushed()
 
     def data_received(self, data: bytes) -> None:
         """Relay response bytes; bytes on an idle pooled connection close it."""
