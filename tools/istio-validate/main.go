@@ -112,7 +112,9 @@ func documents(r io.Reader) ([][]byte, error) {
 }
 
 func main() {
-	log.FindScope("validationServer").SetOutputLevel(log.NoneLevel)
+	for _, scope := range log.Scopes() {
+		scope.SetOutputLevel(log.NoneLevel)
+	}
 	mux := http.NewServeMux()
 	if _, err := server.New(server.Options{
 		Schemas:      collections.PilotGatewayAPI(),

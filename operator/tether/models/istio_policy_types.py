@@ -83,7 +83,7 @@ class ClientTLSSettings(ProtoModel):
     ca_certificates: StrictStr = ""
     credential_name: StrictStr = ""
     # None when absent: Istio tests ``SubjectAltNames != nil``, and ``[]`` decodes as nil too.
-    subject_alt_names: Strings | None = None
+    subject_alt_names: Annotated[Strings | None, BeforeValidator(lambda v: v or None)] = None
     sni: StrictStr = ""
     insecure_skip_verify: StrictBool | None = None
     ca_crl: StrictStr = ""
