@@ -6,10 +6,12 @@
 ``generate`` takes the hand-written cases (``edge-cases.yaml``) plus rules drawn at random (fixed
 seed) and kept only when Istio's own CRD accepts them (its schema, read from the istio.io/istio
 module the harness was built from, checked like the apiserver does), runs Istio's webhook (the
-harness) on all of them twice, and writes ``corpus.yaml`` (inputs) and ``verdicts.json``
-(Istio's answer per document; ``anyOrder`` where Go's random map order can change the order
-of the message's lines: a label map with several entries, or answers that varied between runs). ``diff`` re-runs the harness on the committed inputs and fails on any document where
-Istio's live answer differs from the committed one, or tether's verdict differs from Istio's.
+harness) on all of them several times, and writes ``corpus.yaml`` (inputs) and
+``verdicts.json`` (Istio's answer per document; ``anyOrder`` where Go's random map order can
+change the order of the message's lines: a label map with several entries, or answers that
+varied between runs). ``diff`` re-runs the harness on the committed inputs and fails on any
+document where Istio's live answer differs from the committed one, or tether's verdict differs
+from Istio's.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generator import random_rule  # noqa: E402
-
 from tests.unit.crds.schema_tools import object_errors  # noqa: E402
 from tests.unit.models.istio_corpus import (  # noqa: E402
     CORPUS,

@@ -6,28 +6,97 @@ from __future__ import annotations
 import random
 from typing import Any
 
-HOSTS = ["h", "reviews.default.svc.cluster.local", "*.example.com", "*", "bad_host", "x.123",
-         "UPPER.Case.io", "a" * 64, "*-suffix.io", "1.2.3.4", "svc.", "a..b", ""]
+HOSTS = [
+    "h",
+    "reviews.default.svc.cluster.local",
+    "*.example.com",
+    "*",
+    "bad_host",
+    "x.123",
+    "UPPER.Case.io",
+    "a" * 64,
+    "*-suffix.io",
+    "1.2.3.4",
+    "svc.",
+    "a..b",
+    "",
+]
 NAMES = ["v1", "v2", "v1", "", "V1", "v1.0", "bad_name", "a" * 64, "x"]
 LABEL_KEYS = ["app", "version", "example.com/tier", "bad key", "-x", "a" * 64, "x/y/z"]
 LABEL_VALUES = ["v1", "", "v 1", "-bad", "ok.value", "a" * 70]
-DURATIONS = ["1s", "10ms", "1.5s", "1.0005s", "0.5ms", "90m", "1h30m", "100us", "0s", "-5s",
-             "-0.5ms", "2562047h", "abc", "5", "1d", "", ".5s", "1e3s"]
+DURATIONS = [
+    "1s",
+    "10ms",
+    "1.5s",
+    "1.0005s",
+    "0.5ms",
+    "90m",
+    "1h30m",
+    "100us",
+    "0s",
+    "-5s",
+    "-0.5ms",
+    "2562047h",
+    "abc",
+    "5",
+    "1d",
+    "",
+    ".5s",
+    "1e3s",
+]
 TTLS = ["0s", "10s", "-5s", "1.5s", "0.2ms", "abc", "5", "1d", "3600s", ""]
-TABLE_SIZES = [0, 1, 2, 3, 4, 7, 9, 25, 65537, 65536, 1000003, 4999999, 5000011, 5000012,
-               2305843009213693951, 4294967311, 4294967297]
+TABLE_SIZES = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    9,
+    25,
+    65537,
+    65536,
+    1000003,
+    4999999,
+    5000011,
+    5000012,
+    2305843009213693951,
+    4294967311,
+    4294967297,
+]
 RING_SIZES = [0, 1, 1024, 65536, 8388608, 8388609]
 INT32S = [0, 5, 100, -1, 2147483647, 2147483648, -2147483648, -2147483649, 3000000000]
 PERCENTS = [0, 10, 100, 101, -1, 150]
 REGIONS = ["us-east", "us-west", "us-east/zone1", "*", "us-*", "", "eu/z/s"]
-PRIORITY_LABELS = ["topology.kubernetes.io/region", "topology.kubernetes.io/zone",
-                   "topology.istio.io/subzone", "network", "custom/label"]
+PRIORITY_LABELS = [
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.istio.io/subzone",
+    "network",
+    "custom/label",
+]
 EXPORTS = [".", "*", "default", "other", "~", "Bad_ns", "", "default"]
 TLS_MODES = ["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]
-CREDENTIALS = ["", "secret", "configmap://default/ca", "configmap://other/ca", "configmap://x",
-               "configmap:///n", "configmap://default/", "kubernetes://ns/s"]
-TUNNEL_HOSTS = ["", "proxy.example.com", "10.0.0.1", "::1", "fe80::1%eth0", "bad_host",
-                "1.2.3", "x.123"]
+CREDENTIALS = [
+    "",
+    "secret",
+    "configmap://default/ca",
+    "configmap://other/ca",
+    "configmap://x",
+    "configmap:///n",
+    "configmap://default/",
+    "kubernetes://ns/s",
+]
+TUNNEL_HOSTS = [
+    "",
+    "proxy.example.com",
+    "10.0.0.1",
+    "::1",
+    "fe80::1%eth0",
+    "bad_host",
+    "1.2.3",
+    "x.123",
+]
 
 
 def _maybe(rng: random.Random, p: float = 0.5) -> bool:
@@ -77,7 +146,7 @@ def _locality(rng: random.Random) -> dict[str, Any]:
     def distribute() -> list[dict[str, Any]]:
         out = []
         for _ in range(rng.randint(1, 2)):
-            to = {rng.choice(REGIONS[:3] + ["us-east/zone2/*", "eu/*"]): rng.choice([100, 50, 0])}
+            to = {rng.choice([*REGIONS[:3], "us-east/zone2/*", "eu/*"]): rng.choice([100, 50, 0])}
             out.append({"from": rng.choice(REGIONS), "to": to})
         return out
 
@@ -289,9 +358,7 @@ def random_rule(rng: random.Random, index: int) -> dict[str, Any]:
         labels = {rng.choice(["app", "*x", "tier"]): rng.choice(["a", "b*", "web"])}
         spec["workloadSelector"] = {"matchLabels": labels if _maybe(rng, 0.8) else {}}
     return {
-        "apiVersion": rng.choice(
-            ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"]
-        ),
+        "apiVersion": "networking.istio.io/" + rng.choice(["v1", "v1beta1", "v1alpha3"]),
         "kind": "DestinationRule",
         "metadata": {"name": f"gen-{index}", "namespace": rng.choice(["default", "prod"])},
         "spec": spec,
