@@ -154,10 +154,12 @@ def _tether_errors(dr: DestinationRule) -> list[str]:
 
 
 def validate(dr: DestinationRule, *, stricter: bool = True) -> ValidationResult:
-    """Istio's errors and warnings, then (``stricter``) tether's own errors; ``valid`` iff Istio
-    and tether accept. ``stricter=False`` gives Istio's verdict alone."""
+    """Istio's errors and warnings, then (``stricter``, and only when Istio accepts) tether's own
+    errors; ``valid`` iff Istio and tether accept. ``stricter=False`` gives Istio's verdict."""
     v = validate_istio(dr)
-    for message in _tether_errors(dr) if stricter else ():
+    # tether's own checks judge only what Istio accepts, so a rule Istio refuses gets exactly
+    # Istio's message
+    for message in _tether_errors(dr) if stricter and not v.err else ():
         v = append_validation(v, message)
     return ValidationResult.from_validation(v)
 
