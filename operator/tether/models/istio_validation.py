@@ -176,7 +176,7 @@ def _validate_export_to(namespace: str, export_to: tuple[str, ...], selector: bo
     err = Err()
     if not export_to:
         return err
-    seen: list[str] = []
+    seen: dict[str, None] = {}  # insertion-ordered set: linear in the number of entries
     for entry in export_to:
         key = namespace if entry == "." else entry
         if key in seen:
@@ -194,7 +194,7 @@ def _validate_export_to(namespace: str, export_to: tuple[str, ...], selector: bo
                 err, "only .,*, or a valid DNS 1123 label is allowed as exportTo entry"
             )
         else:
-            seen.append(key)
+            seen[key] = None
     if selector and seen:
         if namespace in seen:
             if len(seen) > 1:
