@@ -89,7 +89,8 @@ class Prediction:
         return {k: statistics.fmean(v) for k, v in sorted(out.items())}
 
 
-def _network(addresses: Sequence[str]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def pod_network(addresses: Sequence[str]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Where new pods' addresses are drawn: the /16 (IPv4) or /64 (IPv6) of the first one."""
     first = ipaddress.ip_address(addresses[0]) if addresses else ipaddress.ip_address("10.244.0.0")
     prefix = 16 if first.version == 4 else 64
     return ipaddress.ip_network(f"{first}/{prefix}", strict=False)
@@ -97,7 +98,7 @@ def _network(addresses: Sequence[str]) -> ipaddress.IPv4Network | ipaddress.IPv6
 
 def synthesise(existing: Sequence[str], count: int, rng: random.Random) -> list[str]:
     """``count`` distinct addresses in the pod network of ``existing``, none of them taken."""
-    net = _network(existing)
+    net = pod_network(existing)
     taken = set(existing)
     out: list[str] = []
     while len(out) < count:
@@ -108,7 +109,8 @@ def synthesise(existing: Sequence[str], count: int, rng: random.Random) -> list[
     return out
 
 
-def _with_endpoints(current: t.TableDocument, policy: t.Policy, endpoints) -> t.TableDocument:
+def with_endpoints(current: t.TableDocument, policy: t.Policy, endpoints) -> t.TableDocument:
+    """``current`` with other endpoints and policy, its table built by the operator's builder."""
     eps = tuple(sorted(endpoints, key=lambda e: e.hash_key))
     policy = resolve_policy(policy, sum(1 for e in eps if e.ready))
     doc = current.model_copy(update={"policy": policy, "endpoints": eps, "table": None})
@@ -140,28 +142,33 @@ def predict(
 
     Both sides of every transition use ``policy``: the prediction answers "how much would this
     scale move if the table were built that way", not the one-off cost of switching (``switch``).
-    ``rm`` says which pods a scale-down deletes (required when ``replicas`` is below the
-    number of ready endpoints). The same arguments always give the same scenarios.
+    ``rm`` says which pods a scale-down deletes (``replicas`` below the number of pods, ready or
+    not); without it the change is a scale-up (or none). The same arguments always give the
+    same scenarios.
     """
     policy = policy or current.policy
     if policy.type != "consistentHash":
         raise ValueError(f"a {policy.simple} policy has no key space to predict")
     # the table as it would be today under ``policy``: a policy change costs nothing here
     base = (
-        current if policy == current.policy else _with_endpoints(current, policy, current.endpoints)
+        current if policy == current.policy else with_endpoints(current, policy, current.endpoints)
     )
     rng = random.Random(seed)
     ready = [e for e in current.endpoints if e.ready]
     waiting = [e for e in current.endpoints if not e.ready and not e.terminating]
     port = ready[0].port if ready else (current.endpoints[0].port if current.endpoints else 80)
     scenarios = []
-    if replicas < len(ready):
-        if rm is None:
-            raise ValueError("a scale-down needs the pods the ReplicaSet would delete")
+    if rm is not None:  # scale down: the pods that stay are known, waiting ones become ready
         for gone in _removal_sets(rm, samples, rng):
-            keep = [e for e in ready if (e.pod or e.hash_key) not in gone]
-            doc = _with_endpoints(current, policy, keep)
+            keep = [
+                e.model_copy(update={"ready": True})
+                for e in (*ready, *waiting)
+                if (e.pod or e.hash_key) not in gone
+            ]
+            doc = with_endpoints(current, policy, keep)
             scenarios.append(Scenario(gone, (), doc, transition(base, doc)))
+    elif replicas < len(ready):
+        raise ValueError("a scale-down needs the pods the ReplicaSet would delete")
     else:
         joining = [e.model_copy(update={"ready": True}) for e in waiting][: replicas - len(ready)]
         missing = replicas - len(ready) - len(joining)
@@ -169,7 +176,7 @@ def predict(
             known = [e.address for e in current.endpoints]
             addrs = synthesise(known, missing, rng)
             new = [_new_endpoint(a, port, i + 1) for i, a in enumerate(addrs)]
-            doc = _with_endpoints(current, policy, [*ready, *joining, *new])
+            doc = with_endpoints(current, policy, [*ready, *joining, *new])
             added = tuple(e.hash_key for e in new)
             scenarios.append(Scenario((), added, doc, transition(base, doc)))
     return Prediction(policy, replicas, tuple(scenarios))
@@ -177,4 +184,4 @@ def predict(
 
 def switch(current: t.TableDocument, policy: t.Policy) -> Transition | None:
     """The one-off key flow of switching ``current`` to ``policy`` with the same pods."""
-    return transition(current, _with_endpoints(current, policy, current.endpoints))
+    return transition(current, with_endpoints(current, policy, current.endpoints))
