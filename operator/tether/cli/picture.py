@@ -116,8 +116,7 @@ def _draw_maglev(axes, a: Lookup | None, b: Lookup, order: list[str], colours) -
     from matplotlib.colors import ListedColormap
 
     index = {k: i for i, k in enumerate(order)}
-    cmap = ListedColormap([colours[k] for k in order] + [MOVED, KEPT])
-    cmap.set_bad("white")
+    cmap = ListedColormap([colours[k] for k in order] + [MOVED, KEPT]).with_extremes(bad="white")
     vmax = len(order) + 1
     panels = [("after", b.slots, b.keys, None)]
     if a is not None:

@@ -107,6 +107,10 @@ def to_json(r: Report) -> str:
     return json.dumps(body, indent=1, sort_keys=True)
 
 
+def _count(n: int) -> str:
+    return f"{n} scenario" + ("s" if n != 1 else "")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -125,11 +129,11 @@ def print_text(r: Report) -> None:
     )
     table = Table("policy", "keys moved (mean ± sd)", "range", "optimum", "max/avg load")
     for p in r.predictions:
-        name = label(p.policy) + (" [current]" if p.policy == doc.policy else "")
+        name = label(p.policy) + (" (current)" if p.policy == doc.policy else "")
         table.add_row(
             name,
             f"{_pct(p.mean)} ± {100 * p.sd:.1f}",
-            f"{_pct(min(p.moved))} – {_pct(max(p.moved))} ({len(p.scenarios)} scenarios)",
+            f"{_pct(min(p.moved))} – {_pct(max(p.moved))} ({_count(len(p.scenarios))})",
             _pct(p.optimum),
             f"{statistics.fmean(s.max_over_avg for s in p.scenarios):.2f}",
         )
@@ -145,7 +149,7 @@ def print_text(r: Report) -> None:
         console.print(line + ".")
     first = current or r.predictions[0]
     shares = ", ".join(f"{k} {_pct(v)}" for k, v in first.shares().items())
-    console.print(f"shares after, {label(first.policy)}: {shares}")
+    console.print(f"expected shares after, {label(first.policy)}: {shares}")
     if _new_pods(r):
         net = pod_network([e.address for e in doc.endpoints])
         console.print(

@@ -1,9 +1,10 @@
 """Connect to a cluster the way kubectl does, for the `kubectl tether` commands.
 
 Precedence, as kubectl: ``--kubeconfig`` (one file) > ``$KUBECONFIG`` (a list of files joined
-by ``:``, merged) > ``~/.kube/config`` > the in-cluster ServiceAccount. ``--context`` picks a
-context (default: the current one). The namespace is ``-n`` if given, else the context's
-namespace, else ``default`` (in a pod: the pod's own namespace).
+by ``:``, merged: the first file to name a context, cluster or user, or to set
+``current-context``, wins) > ``~/.kube/config`` > the in-cluster ServiceAccount.
+``--context`` picks a context (default: the current one). The namespace is ``-n`` if given,
+else the context's namespace, else ``default`` (in a pod: the pod's own namespace).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from kubernetes import client, config
 
 SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -35,6 +37,17 @@ def _files(kubeconfig: str | None) -> str | None:
     return os.pathsep.join(existing) or None
 
 
+def _first_current_context(files: str) -> str | None:
+    """kubectl's rule: the first file that sets ``current-context`` wins (the Python client
+    would take the last)."""
+    for path in files.split(os.pathsep):
+        with open(path) as f:
+            ctx = (yaml.safe_load(f) or {}).get("current-context")
+        if ctx:
+            return ctx
+    return None
+
+
 def connect(
     kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
 ) -> Cluster:
@@ -47,6 +60,7 @@ def connect(
         config.load_incluster_config(client_configuration=cfg)
         ns = SA_NAMESPACE.read_text().strip() if SA_NAMESPACE.exists() else "default"
         return Cluster(client.ApiClient(cfg), namespace or ns, None)
+    context = context or _first_current_context(files)
     api = config.new_client_from_config(config_file=files, context=context, persist_config=False)
     contexts, current = config.list_kube_config_contexts(files)
     chosen = next((c for c in contexts if c["name"] == context), None) if context else current

@@ -52,14 +52,7 @@ def _ring_arcs(look: Lookup, space: int) -> Counter:
     return arcs
 
 
-def shares(doc: t.TableDocument | None) -> dict[str, float]:
-    """Fraction of the key space per ready endpoint (hash key); {} when nothing is hashed.
-
-    The values sum to 1 for any non-empty consistent-hash table.
-    """
-    if doc is None or doc.policy.type != "consistentHash":
-        return {}
-    look = Lookup(doc)
+def _shares(doc: t.TableDocument, look: Lookup) -> dict[str, float]:
     if look.slots is not None:
         counts, total = Counter(look.slots), len(look.slots)
     elif look.hashes is not None:
@@ -68,6 +61,31 @@ def shares(doc: t.TableDocument | None) -> dict[str, float]:
     else:
         return {}
     return {look.keys[i]: c / total for i, c in sorted(counts.items()) if c}
+
+
+def shares(doc: t.TableDocument | None) -> dict[str, float]:
+    """Fraction of the key space per ready endpoint (hash key); {} when nothing is hashed.
+
+    The values sum to 1 for any non-empty consistent-hash table.
+    """
+    if doc is None or doc.policy.type != "consistentHash":
+        return {}
+    return _shares(doc, Lookup(doc))
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    """A consistent-hash document decoded once: its lookup and its shares (for reuse)."""
+
+    doc: t.TableDocument
+    look: Lookup
+    shares: dict[str, float]
+
+    @classmethod
+    def of(cls, doc: t.TableDocument) -> KeySpace:
+        """Decode ``doc`` (a consistent-hash document) once."""
+        look = Lookup(doc)
+        return cls(doc, look, _shares(doc, look))
 
 
 def ideal_shares(doc: t.TableDocument | None) -> dict[str, float]:
@@ -131,48 +149,52 @@ def _merged_rings(a: Lookup, b: Lookup, space: int) -> dict[tuple[str, str], flo
     return {k: v / space for k, v in cells.items() if v}
 
 
-def _cells(old: t.TableDocument, new: t.TableDocument, a: Lookup, b: Lookup):
+def _cells(old: KeySpace, new: KeySpace):
     """(cells, error bound) for two non-empty tables."""
+    a, b = old.look, new.look
     if a.slots is not None and b.slots is not None:
         m1, m2 = len(a.slots), len(b.slots)
         if m1 == m2:
             pairs = Counter(zip(a.slots, b.slots, strict=True))
             return {(a.keys[i], b.keys[j]): c / m1 for (i, j), c in pairs.items()}, 0.0
-        return _product(shares(old), shares(new)), m1 * m2 / SPACE_64
-    ketama = (old.table.format == "ketama", new.table.format == "ketama")
+        return _product(old.shares, new.shares), m1 * m2 / SPACE_64
+    ketama = (old.doc.table.format == "ketama", new.doc.table.format == "ketama")
     if a.hashes is not None and b.hashes is not None and ketama[0] == ketama[1]:
-        return _merged_rings(a, b, _space(old)), 0.0
+        return _merged_rings(a, b, _space(old.doc)), 0.0
     if any(ketama):
-        return _product(shares(old), shares(new)), None
+        return _product(old.shares, new.shares), None
     points = len(a.hashes) if a.hashes is not None else len(b.hashes)
     slots = len(a.slots) if a.slots is not None else len(b.slots)
-    return _product(shares(old), shares(new)), points * slots / SPACE_64
+    return _product(old.shares, new.shares), points * slots / SPACE_64
 
 
-def transition(old: t.TableDocument | None, new: t.TableDocument) -> Transition | None:
+def transition(
+    old: t.TableDocument | KeySpace | None, new: t.TableDocument | KeySpace
+) -> Transition | None:
     """The key flow from ``old`` to ``new``; None unless both are consistent-hash tables.
 
     Invariants: the cells sum to 1 whenever either table is non-empty; ``moved`` equals
-    ``reconcile.moved.moved_fraction`` wherever that one is exact.
+    ``reconcile.moved.moved_fraction`` wherever that one is exact. A KeySpace may stand for a
+    document that is compared many times.
     """
-    if old is None or old.policy.type != "consistentHash" or new.policy.type != "consistentHash":
+    docs = [x.doc if isinstance(x, KeySpace) else x for x in (old, new)]
+    if any(d is None or d.policy.type != "consistentHash" for d in docs):
         return None
-    a, b = Lookup(old), Lookup(new)
-    before, after = shares(old), shares(new)
-    if a.empty or b.empty:
+    a, b = (x if isinstance(x, KeySpace) else KeySpace.of(x) for x in (old, new))
+    if a.look.empty or b.look.empty:
         cells = (
-            {(NOBODY, k): v for k, v in after.items()}
-            if a.empty
-            else {(k, NOBODY): v for k, v in before.items()}
+            {(NOBODY, k): v for k, v in b.shares.items()}
+            if a.look.empty
+            else {(k, NOBODY): v for k, v in a.shares.items()}
         )
         bound: float | None = 0.0
     else:
-        cells, bound = _cells(old, new, a, b)
-    ideal_old = {} if a.empty else ideal_shares(old)
+        cells, bound = _cells(a, b)
+    ideal_old = {} if a.look.empty else ideal_shares(a.doc)
     return Transition(
-        before=before,
-        after=after,
+        before=a.shares,
+        after=b.shares,
         cells={k: v for k, v in cells.items() if v > 0},
-        optimum=optimum_moved(ideal_old, {} if b.empty else ideal_shares(new)),
+        optimum=optimum_moved(ideal_old, {} if b.look.empty else ideal_shares(b.doc)),
         error_bound=bound,
     )

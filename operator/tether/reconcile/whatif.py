@@ -30,7 +30,7 @@ from tether.models import table as t
 from tether.reconcile import tables
 from tether.reconcile.policy import resolve_policy
 from tether.reconcile.scaledown import Removal
-from tether.reconcile.transition import Transition, transition
+from tether.reconcile.transition import KeySpace, Transition, transition
 
 NEW_POD = "new-{}"
 
@@ -80,13 +80,16 @@ class Prediction:
         return self.scenarios[0].transition.optimum
 
     def shares(self) -> dict[str, float]:
-        """Mean share per pod after the change; new pods are ``new-1``, ``new-2``, … ."""
-        out: dict[str, list[float]] = {}
+        """Expected share per pod after the change, over the scenarios (0 where it is gone).
+
+        New pods are ``new-1``, ``new-2``, … ; the values sum to 1.
+        """
+        total: dict[str, float] = {}
         for s in self.scenarios:
             names = {e.hash_key: e.pod or e.hash_key for e in s.doc.endpoints}
             for key, share in s.transition.after.items():
-                out.setdefault(names[key], []).append(share)
-        return {k: statistics.fmean(v) for k, v in sorted(out.items())}
+                total[names[key]] = total.get(names[key], 0.0) + share
+        return {k: v / len(self.scenarios) for k, v in sorted(total.items())}
 
 
 def pod_network(addresses: Sequence[str]) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -150,9 +153,8 @@ def predict(
     if policy.type != "consistentHash":
         raise ValueError(f"a {policy.simple} policy has no key space to predict")
     # the table as it would be today under ``policy``: a policy change costs nothing here
-    base = (
-        current if policy == current.policy else with_endpoints(current, policy, current.endpoints)
-    )
+    same = policy == current.policy
+    base = KeySpace.of(current if same else with_endpoints(current, policy, current.endpoints))
     rng = random.Random(seed)
     ready = [e for e in current.endpoints if e.ready]
     waiting = [e for e in current.endpoints if not e.ready and not e.terminating]

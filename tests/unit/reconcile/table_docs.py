@@ -40,15 +40,21 @@ def endpoint(ip: str, port: int = 8080, ready: bool = True, weight: int = 1, pod
     )
 
 
-def doc(endpoints, pol: t.Policy | None = None) -> t.TableDocument:
+def doc(endpoints, pol: t.Policy | None = None, port: int = 8000, subset=None) -> t.TableDocument:
     """A sealed document whose table is built by the operator's own builder."""
     pol = pol or policy()
     eps = tuple(sorted(endpoints, key=lambda e: e.hash_key))
     body = t.TableDocument(
         schemaVersion=t.SCHEMA_VERSION,
         service=t.Service(
-            namespace="default", name="httpbin", host="httpbin.default.svc.cluster.local", port=8000
+            namespace="default",
+            name="httpbin",
+            host="httpbin.default.svc.cluster.local",
+            port=port,
+            portName="http" if port == 8000 else f"p{port}",
         ),
+        subset=subset,
+        subsetLabels={"track": subset} if subset else None,
         policy=pol,
         endpoints=eps,
     )
