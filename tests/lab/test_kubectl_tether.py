@@ -175,6 +175,7 @@ def test_watch_follows_a_scale_3_5_2_and_plan_predicts_it(lab: Lab, namespace: s
         five = table_doc(lab, ns, "httpbin", 8000)
         assert {p["endpoint"]: p["share"] for p in up[-1]["pods"]} == pytest.approx(shares(five))
         actual = transition(three, five).moved
+        assert up[-1]["sinceStart"]["moved"] == pytest.approx(actual, abs=1e-12)
         current = next(p for p in plan5["predictions"] if p["isCurrent"])
         _report("ring-hash 3→5", current, actual)
         assert plan5["newPods"] == 2 and plan5["removal"] is None

@@ -1,4 +1,4 @@
-"""`--png FILE`: who owns which keys, before and after a change (matplotlib, extra ``tether[png]``).
+"""`--png FILE`: who owns which keys, before and after (matplotlib, extra ``tether[png]``).
 
 Left, the key space in the table's own geometry, coloured by pod (one colour per pod in both
 tables):
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
+from tether.cli.watch_render import short_names
 from tether.models import table as t
 from tether.reconcile.tables import Lookup
 from tether.reconcile.transition import NOBODY, SPACE_64, Transition
@@ -195,6 +196,9 @@ def draw(
         a = before = None
     b = Lookup(after)
     names = {e.hash_key: e.pod or e.hash_key for d in (before, after) if d for e in d.endpoints}
+    names, prefix = short_names(names)
+    if prefix:
+        title += f"  (pods {prefix}…)"
     order = sorted({*names}, key=lambda k: names[k])
     colours = _colours(order)
     same_maglev = b.slots is not None and (
@@ -223,17 +227,17 @@ def draw(
 
 
 def draw_update(u, path: str) -> None:
-    """The picture of a watch update (snapshot: current ownership; change: before/after)."""
+    """The picture of a watch update: everything that moved since the watch's first table
+    (a scale is often several table writes), or the current ownership alone."""
     doc = u.view.doc
     if doc.policy.type != "consistentHash" or Lookup(doc).empty:
         return
-    before = u.previous.doc if u.previous is not None and u.transition is not None else None
-    tr = u.transition
+    tr = u.since_start
+    before = u.first.doc if tr is not None else None
     title = f"{doc.service.name}.{doc.service.namespace}:{doc.service.port} {doc.policy.algorithm}"
     if tr is not None:
-        prev_ready = u.previous.ready
         title += (
-            f": {prev_ready}→{u.view.ready} pods, {100 * tr.moved:.1f} % of keys moved"
+            f": {u.first.ready}→{u.view.ready} pods, {100 * tr.moved:.1f} % of keys moved"
             f" (optimum {100 * tr.optimum:.1f} %)"
         )
     draw(before, doc, tr, u.view.shares, title, path)

@@ -58,8 +58,9 @@ class LiveView:
         u = self.last_change
         if u is None or u.transition is None:
             return None
-        rows, cols, grid = r.matrix_rows(u)
-        m = Table(title="keys from old pod (row) to new pod (column), % of all keys")
+        rows, cols, grid, prefix = r.matrix_rows(u)
+        pods = f" (pods {prefix}…)" if prefix else ""
+        m = Table(title=f"keys from old pod (row) to new pod (column), % of all keys{pods}")
         m.add_column("old \\ new")
         for c in cols:
             m.add_column(c, justify="right")
@@ -75,7 +76,17 @@ class LiveView:
             f"{t}  ready {ready}  moved {moved} (optimum {optimum}, operator {operator})  "
             f"EndpointSlice→table {latency}"
         )
-        return Panel(Group(summary, m), title="last change")
+        parts = [summary, m]
+        if u.since_start is not None:
+            s = u.since_start
+            parts.append(
+                Text(
+                    f"since the watch started: ready {u.first.ready}→{u.view.ready}, "
+                    f"{100 * s.moved:.1f} % of keys moved (optimum {100 * s.optimum:.1f} %)",
+                    style="bold",
+                )
+            )
+        return Panel(Group(*parts), title="last change")
 
     def _history(self) -> Table:
         h = Table(title="changes", box=None)

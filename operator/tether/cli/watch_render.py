@@ -88,6 +88,17 @@ def update_json(u: Update) -> dict:
             "errorBound": tr.error_bound if tr else None,
             "sliceToTableSeconds": u.slice_to_table,
         }
+        since = u.since_start
+        out["sinceStart"] = (
+            {
+                "readyBefore": u.first.ready,
+                "readyAfter": u.view.ready,
+                "moved": since.moved,
+                "optimum": since.optimum,
+            }
+            if since
+            else None
+        )
     return out
 
 
@@ -98,6 +109,10 @@ def json_line(u: Update) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _since(s: dict | None) -> str:
+    return "-" if not s else f"{s['readyBefore']}→{s['readyAfter']}:{_pct(s['moved'])}"
 
 
 def plain_line(u: Update) -> str:
@@ -119,6 +134,7 @@ def plain_line(u: Update) -> str:
             f"moved={_pct(ch['moved'])}",
             f"optimum={_pct(ch['optimum'])}",
             f"operator={_pct(d['operatorKeysMoved'])}",
+            f"since_start={_since(d.get('sinceStart'))}",
             "slice_to_table="
             + ("-" if ch["sliceToTableSeconds"] is None else f"{ch['sliceToTableSeconds']:.3f}s"),
         ]
@@ -136,14 +152,29 @@ def plain_line(u: Update) -> str:
     return " ".join(parts)
 
 
-def matrix_rows(u: Update) -> tuple[list[str], list[str], list[list[float]]]:
-    """(row labels, column labels, fractions) of a change's matrix, pods in name order."""
-    names = labels(u.previous, u.view)
+def short_names(names: dict[str, str]) -> tuple[dict[str, str], str]:
+    """Pod names without their common ``deployment-replicaset-`` prefix, and that prefix."""
+    values = list(names.values())
+    first = min(values, default="")
+    last = max(values, default="")
+    common = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), None)
+    prefix = first[: len(first) if common is None else common]
+    prefix = prefix[: prefix.rfind("-") + 1]
+    short = {k: v[len(prefix) :] for k, v in names.items()}
+    if not prefix or len(set(short.values())) < len(short) or not all(short.values()):
+        return names, ""
+    return short, prefix
+
+
+def matrix_rows(u: Update) -> tuple[list[str], list[str], list[list[float]], str]:
+    """(row labels, column labels, fractions, common pod-name prefix left out) of a change's
+    matrix, pods in name order."""
+    names, prefix = short_names(labels(u.previous, u.view))
     tr = u.transition
     rows = sorted({a for a, _ in tr.cells}, key=lambda k: names.get(k, k))
     cols = sorted({b for _, b in tr.cells}, key=lambda k: names.get(k, k))
     grid = [[tr.cells.get((a, b), 0.0) for b in cols] for a in rows]
-    return [names.get(a, a) for a in rows], [names.get(b, b) for b in cols], grid
+    return [names.get(a, a) for a in rows], [names.get(b, b) for b in cols], grid, prefix
 
 
 def history_row(u: Update) -> Sequence[str]:

@@ -3,10 +3,12 @@
 ``Tracker.feed(event)`` takes the events of two watches (``tables``: the Service's table
 ConfigMaps; ``slices``: its EndpointSlices) and returns the updates to show:
 
-- ``snapshot``: the table found by the first list; ``change``: a table whose checksum differs
-  from the last one seen (a new table counts as a change from nothing); ``removed``.
+- ``snapshot``: the table found by the first list (the baseline of ``since_start``);
+  ``change``: a table whose checksum differs from the last one seen (a new table counts as a
+  change from nothing); ``removed``.
 - Every change carries the transition matrix from the previous table and the operator's own
-  moved fraction (annotation ``tether.dev/keys-moved`` on that ConfigMap version).
+  moved fraction (annotation ``tether.dev/keys-moved`` on that ConfigMap version), and the
+  transition from the first table seen (one scale is often several table writes).
 - ``slice_to_table``: seconds from the first EndpointSlice event that the shown table did not
   yet reflect (an endpoint added, removed, or with another ready flag) to the table event that
   reflects it, both on this process's clock (``Event.seen``). A slice event the table already
@@ -53,6 +55,8 @@ class Update:
     previous: TableView | None = None
     transition: Transition | None = None
     slice_to_table: float | None = None
+    first: TableView | None = None  # the first table this watch saw
+    since_start: Transition | None = None  # from ``first`` to ``view``: a whole scale at once
 
 
 def view_of(cm: dict) -> TableView | None:
@@ -83,6 +87,7 @@ class Tracker:
     def __init__(self, port: str | None = None, subset: str | None = None) -> None:
         self.port, self.subset = port, subset
         self.view: TableView | None = None
+        self.first: TableView | None = None
         self.slices: dict[str, dict] = {}  # slice name -> last object seen
         # slice name -> (seen, its addresses before) of its first change no table reflects yet
         self.pending: dict[str, tuple[float, dict[str, bool]]] = {}
@@ -109,8 +114,8 @@ class Tracker:
             views = [v for v in map(view_of, ev.items) if v is not None]
             chosen = self._select(views)
             if self.view is None and chosen is not None:
-                self.view = chosen
-                return [Update("snapshot", ev.at, chosen)]
+                self.view = self.first = chosen
+                return [Update("snapshot", ev.at, chosen, first=chosen)]
             if self.view is not None and chosen is None:
                 return self._removed(ev)
             return self._changed(chosen, ev) if chosen is not None else []
@@ -138,7 +143,9 @@ class Tracker:
         for n in done:
             del self.pending[n]
         tr = transition(old.doc if old else None, view.doc)
-        return [Update("change", ev.at, view, old, tr, latency)]
+        first = self.first = self.first or view
+        since = transition(first.doc, view.doc) if first is not view else None
+        return [Update("change", ev.at, view, old, tr, latency, first, since)]
 
     def _removed(self, ev: Event) -> list[Update]:
         old, self.view = self.view, None

@@ -47,6 +47,12 @@ def test_json_change_carries_the_matrix_and_agrees_with_the_operator():
     assert {cell["from"] for cell in ch["matrix"]} == {"pod-2", "pod-3", "pod-4"}
     assert {"pod-5", "pod-6"} <= {cell["to"] for cell in ch["matrix"]}
     assert c["time"].endswith("Z") and c["service"]["port"] == 8000
+    assert c["sinceStart"] == {
+        "readyBefore": 3,
+        "readyAfter": 5,
+        "moved": pytest.approx(moved, abs=1e-12),
+        "optimum": pytest.approx(0.4),
+    }
 
 
 def test_plain_mode_is_one_line_per_update_with_the_key_figures():
@@ -57,7 +63,7 @@ def test_plain_mode_is_one_line_per_update_with_the_key_figures():
     line = plain_line(change)
     assert " change default/httpbin:8000 algorithm=maglev size=65537 ready=3→5 " in line
     assert "optimum=40.0%" in line and "operator=40.0%" in line
-    assert "slice_to_table=0.125s" in line
+    assert "slice_to_table=0.125s" in line and "since_start=3→5:40.0%" in line
     assert "flows=pod-2>" in line and "pods=pod-2:20." in line
     assert plain_line(snap).split()[1] == "snapshot"
 
@@ -85,3 +91,4 @@ def test_rich_view_shows_bars_the_matrix_and_history():
     for needle in ("ring-hash · table size", "pod-6", "old \\ new", "optimum 40.0%", "█"):
         assert needle in text, needle
     assert "EndpointSlice→table 125 ms" in text and "3→5" in text
+    assert "since the watch started: ready 3→5" in text

@@ -28,6 +28,13 @@ def test_snapshot_then_changes_with_the_matrix_and_the_operators_figure():
     assert ch.transition.moved == pytest.approx(moved, abs=1e-12)
     assert ch.view.operator_moved == pytest.approx(moved, abs=1e-6)
     assert ch.transition.optimum == pytest.approx(0.4)
+    # a second write (5 → 4) is one change, and the watch also keeps 3 → 4 as a whole
+    four = docs_for(4, RING)
+    (ch2,) = tr.feed(event("tables", "MODIFIED", configmap(four, moved_fraction(five, four))))
+    assert ch2.transition.moved == pytest.approx(moved_fraction(five, four), abs=1e-12)
+    assert ch2.first.ready == 3 and ch2.since_start.moved == pytest.approx(
+        moved_fraction(three, four), abs=1e-12
+    )
 
 
 def test_same_checksum_is_no_change_and_deletion_is_reported():
