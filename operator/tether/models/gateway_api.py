@@ -198,26 +198,38 @@ def semantic_errors(sp: Mapping[str, Any]) -> list[str]:
 
 
 def parse_backend_lb_policy(obj: Mapping[str, Any]) -> tuple[BackendLBPolicy, list[str]]:
-    """The policy as tether uses it, and every reason it cannot be used ([] if none)."""
+    """The policy as tether uses it, and every reason it cannot be used ([] if none).
+
+    Valid ``targetRefs`` are kept even when ``sessionPersistence`` is invalid, so the status
+    can say ``Invalid`` on each target.
+    """
     meta = obj.get("metadata") or {}
     spec = obj.get("spec")
-    errors = spec_errors(spec)
+    if not isinstance(spec, dict):
+        return _policy(meta, (), None), spec_errors(spec)
+    target_errors = _target_errors(spec.get("targetRefs"))
     refs: tuple[TargetRef, ...] = ()
-    if not errors:
+    if not target_errors:
         refs = tuple(TargetRef(r["group"], r["kind"], r["name"]) for r in spec["targetRefs"])
-        if spec.get("sessionPersistence") is not None:
-            errors = semantic_errors(spec["sessionPersistence"])
-    persistence = None
-    if not errors and spec.get("sessionPersistence") is not None:
-        sp = spec["sessionPersistence"]
-        persistence = SessionPersistence(
-            session_name=sp.get("sessionName"),
-            type=sp.get("type", "Cookie"),
-            absolute_timeout=_seconds(sp.get("absoluteTimeout")),
-            idle_timeout=_seconds(sp.get("idleTimeout")),
-            lifetime_type=(sp.get("cookieConfig") or {}).get("lifetimeType", "Session"),
-        )
-    policy = BackendLBPolicy(
+    sp = spec.get("sessionPersistence")
+    errors = spec_errors(spec)
+    if sp is None or errors:
+        return _policy(meta, refs, None), errors
+    errors = semantic_errors(sp)
+    if errors:
+        return _policy(meta, refs, None), errors
+    persistence = SessionPersistence(
+        session_name=sp.get("sessionName"),
+        type=sp.get("type", "Cookie"),
+        absolute_timeout=_seconds(sp.get("absoluteTimeout")),
+        idle_timeout=_seconds(sp.get("idleTimeout")),
+        lifetime_type=(sp.get("cookieConfig") or {}).get("lifetimeType", "Session"),
+    )
+    return _policy(meta, refs, persistence), []
+
+
+def _policy(meta, refs, persistence) -> BackendLBPolicy:
+    return BackendLBPolicy(
         namespace=meta.get("namespace", ""),
         name=meta.get("name", ""),
         generation=meta.get("generation"),
@@ -225,7 +237,6 @@ def parse_backend_lb_policy(obj: Mapping[str, Any]) -> tuple[BackendLBPolicy, li
         target_refs=refs,
         session_persistence=persistence,
     )
-    return policy, errors
 
 
 def _seconds(text: str | None) -> int | None:
