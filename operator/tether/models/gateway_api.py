@@ -17,6 +17,7 @@ Invariant: ``parse_backend_lb_policy`` never raises; a policy with any error has
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -125,10 +126,10 @@ def _target_errors(refs: Any) -> list[str]:
             _string(errors, f"{at}.name", ref["name"], max_len=253, min_len=1)
         key = (ref.get("group"), ref.get("kind"), ref.get("name"))
         if key in seen:
-            shown = ", ".join(
-                f'"{k}":{_quote(v)}' for k, v in zip(("group", "kind", "name"), key, strict=True)
+            shown = json.dumps(
+                dict(zip(("group", "kind", "name"), key, strict=True)), separators=(",", ":")
             )
-            errors.append(f"{at}: Duplicate value: map[string]interface {{}}{{{shown}}}")
+            errors.append(f"{at}: Duplicate value: {shown}")
         seen.add(key)
     return errors
 

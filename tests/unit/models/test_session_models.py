@@ -152,8 +152,7 @@ def test_valid_policy_parses():
         ),
         (
             {"targetRefs": [{"group": "", "kind": "Service", "name": "a"}] * 2},
-            'spec.targetRefs[1]: Duplicate value: map[string]interface {}{"group":"", '
-            '"kind":"Service", "name":"a"}',
+            'spec.targetRefs[1]: Duplicate value: {"group":"","kind":"Service","name":"a"}',
         ),
         (
             {"targetRefs": [{"kind": "Service", "name": "a"}]},
