@@ -190,3 +190,29 @@ def test_parse_agrees_with_protobuf_on_messy_input(raw):
     assume(not _cpp_only(raw))
     got = parse_cookie(raw)
     assert (None if got is None else (got.address, got.expires)) == oracle_parse(raw)
+
+
+# -- the fast path for tether's own values equals the general reader ---------------------------
+
+signed_fields = st.builds(
+    CookieFields,
+    st.text(max_size=130),
+    uint64,
+    uint64,
+    st.text(min_size=1, max_size=130),
+    st.binary(min_size=1, max_size=20),
+)
+
+
+@settings(max_examples=500)
+@given(signed_fields, st.integers(0, 200), st.integers(0, 255))
+def test_fast_path_equals_the_general_reader(fields, at, byte):
+    from tether.hashing.session.wire import parse_cookie_general
+
+    raw = encode_cookie(fields)
+    assert parse_cookie(raw) == parse_cookie_general(raw)
+    if raw:
+        mutated = bytearray(raw)
+        mutated[at % len(raw)] = byte
+        assert parse_cookie(bytes(mutated)) == parse_cookie_general(bytes(mutated))
+        assert parse_cookie(raw[: at % len(raw)]) == parse_cookie_general(raw[: at % len(raw)])

@@ -23,11 +23,13 @@ another answer than "valid" (except with probability 2^-128).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import re
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .wire import CookieFields
 
@@ -51,15 +53,24 @@ class SigningKey:
     """One HMAC key: signs from ``activates_at``, verifies until ``retires_at`` (None = open)."""
 
     id: str
-    secret: bytes
+    secret: bytes = field(repr=False)
     activates_at: int
     retires_at: int | None = None
+    _keyed: hmac.HMAC = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _KEY_ID.fullmatch(self.id):
             raise ValueError(f"key id {self.id!r} must be 1-32 of [A-Za-z0-9._-]")
         if len(self.secret) < MIN_SECRET_BYTES:
             raise ValueError(f"key {self.id}: secret must be at least {MIN_SECRET_BYTES} bytes")
+        # The key schedule (padded inner/outer states) is computed once per key, not per value.
+        object.__setattr__(self, "_keyed", hmac.new(self.secret, digestmod=hashlib.sha256))
+
+    def mac(self, message: bytes) -> bytes:
+        """The truncated HMAC-SHA-256 tag of ``message`` under this key."""
+        keyed = self._keyed.copy()
+        keyed.update(message)
+        return keyed.digest()[:MAC_BYTES]
 
     def verifies_at(self, now: int) -> bool:
         """True while the key is not retired (it also verifies before it starts signing)."""
@@ -94,28 +105,24 @@ def _lp(raw: bytes) -> bytes:
     return _U32.pack(len(raw)) + raw
 
 
-def compute_mac(
-    secret: bytes, context: bytes, key_id: str, address: str, expires: int, valid_until: int
-) -> bytes:
-    """The 16-byte tag over the canonical message (module docstring)."""
-    message = b"".join(
-        (
-            _DOMAIN,
-            _lp(context),
-            _lp(key_id.encode()),
-            _lp(address.encode("utf-8", "surrogateescape")),
-            _TAIL.pack(expires, valid_until),
-        )
+@functools.lru_cache(maxsize=1024)
+def _prefix(context: bytes, key_id: str) -> bytes:
+    return _DOMAIN + _lp(context) + _lp(key_id.encode())
+
+
+def mac_message(context: bytes, key_id: str, address: str, expires: int, valid_until: int) -> bytes:
+    """The canonical message a tag covers (module docstring)."""
+    return (
+        _prefix(context, key_id)
+        + _lp(address.encode("utf-8", "surrogateescape"))
+        + _TAIL.pack(expires, valid_until)
     )
-    return hmac.digest(secret, message, "sha256")[:MAC_BYTES]
 
 
 def sign(fields: CookieFields, key: SigningKey, context: bytes) -> CookieFields:
     """``fields`` with ``key_id`` and ``mac`` set for ``key`` (any previous tag replaced)."""
-    mac = compute_mac(
-        key.secret, context, key.id, fields.address, fields.expires, fields.valid_until
-    )
-    return fields._replace(key_id=key.id, mac=mac)
+    message = mac_message(context, key.id, fields.address, fields.expires, fields.valid_until)
+    return fields._replace(key_id=key.id, mac=key.mac(message))
 
 
 def verify(fields: CookieFields, ring: KeyRing, context: bytes, now: int) -> str:
@@ -125,7 +132,5 @@ def verify(fields: CookieFields, ring: KeyRing, context: bytes, now: int) -> str
     key = ring.verifying_key(fields.key_id, now)
     if key is None:
         return UNKNOWN_KEY
-    expected = compute_mac(
-        key.secret, context, key.id, fields.address, fields.expires, fields.valid_until
-    )
-    return VALID if hmac.compare_digest(expected, fields.mac) else BAD_SIGNATURE
+    message = mac_message(context, key.id, fields.address, fields.expires, fields.valid_until)
+    return VALID if hmac.compare_digest(key.mac(message), fields.mac) else BAD_SIGNATURE

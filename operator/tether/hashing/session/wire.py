@@ -121,26 +121,90 @@ def _tag(data: bytes, pos: int) -> tuple[int, int]:
     return tag, pos
 
 
+def _short_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A varint of at most 9 bytes (raises IndexError/ValueError otherwise)."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 56:
+            raise ValueError("long varint")
+
+
+def _parse_canonical(data: bytes) -> CookieFields | None:
+    """tether's own signed layout (``encode_cookie`` with short fields), or None.
+
+    ``0a L address [10 expires] c8 3e valid_until d2 3e L key_id da 3e 10 mac`` and nothing
+    else. When it matches, every byte is accounted for by well-formed known fields, so the
+    general parser would return the same values.
+    """
+    if data[0] != 0x0A or data[1] > 0x7F:
+        return None
+    pos = 2 + data[1]
+    address = data[2:pos]
+    expires = 0
+    if data[pos] == 0x10:
+        expires, pos = _short_varint(data, pos + 1)
+    if data[pos : pos + 2] != b"\xc8\x3e":
+        return None
+    valid_until, pos = _short_varint(data, pos + 2)
+    if data[pos : pos + 2] != b"\xd2\x3e" or data[pos + 2] > 0x7F:
+        return None
+    start = pos + 3
+    pos = start + data[pos + 2]
+    key_id = data[start:pos]
+    if data[pos : pos + 3] != b"\xda\x3e\x10" or len(data) != pos + 19:
+        return None
+    return CookieFields(
+        address.decode("utf-8"), expires, valid_until, key_id.decode("utf-8"), data[pos + 3 :]
+    )
+
+
 def parse_cookie(data: bytes) -> CookieFields | None:
-    """``envoy::Cookie::ParseFromString`` (plus tether's fields); None where C++ would fail."""
+    """``envoy::Cookie::ParseFromString`` (plus tether's fields); None where C++ would fail.
+
+    tether's own signed values take a fast path (``_parse_canonical``); any other input goes
+    through ``parse_cookie_general``, the reference (a test holds the two equal).
+    """
+    try:
+        fields = _parse_canonical(data)
+    except (IndexError, ValueError):  # UnicodeDecodeError is a ValueError
+        fields = None
+    return fields if fields is not None else parse_cookie_general(data)
+
+
+def parse_cookie_general(data: bytes) -> CookieFields | None:
+    """The full wire-format reader (module docstring); the reference for ``parse_cookie``."""
     address, expires, valid_until, key_id, mac = "", 0, 0, "", b""
     pos, end = 0, len(data)
     try:
         while pos < end:
-            tag, pos = _tag(data, pos)
+            tag = data[pos]
+            if tag < 0x80 and tag >= 8 and tag & 7 < 6:
+                pos += 1
+            else:
+                tag, pos = _tag(data, pos)
             field, wire = tag >> 3, tag & 7
-            if wire == 4:
-                return None  # an end-group tag outside any group
             if wire == 2 and field in (ADDRESS, KEY_ID, MAC):
-                size, pos = _varint(data, pos, 5)
-                if size > 0x7FFFFFFF or pos + size > end:
+                size = data[pos]
+                if size < 0x80:
+                    pos += 1
+                else:
+                    size, pos = _varint(data, pos, 5)
+                    if size > 0x7FFFFFFF:
+                        return None
+                if pos + size > end:
                     return None
                 raw = data[pos : pos + size]
                 pos += size
-                if field == MAC:
-                    mac = raw
-                elif field == ADDRESS:
+                if field == ADDRESS:
                     address = raw.decode("utf-8")
+                elif field == MAC:
+                    mac = raw
                 else:
                     key_id = raw.decode("utf-8")
             elif wire == 0 and field in (EXPIRES, VALID_UNTIL):
@@ -150,6 +214,8 @@ def parse_cookie(data: bytes) -> CookieFields | None:
                     expires = value
                 else:
                     valid_until = value
+            elif wire == 4:
+                return None  # an end-group tag outside any group
             else:
                 pos = _skip(data, pos, wire, field, 0)
     except (IndexError, ValueError):  # UnicodeDecodeError is a ValueError
