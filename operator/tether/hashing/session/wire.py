@@ -136,19 +136,22 @@ def _short_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _parse_canonical(data: bytes) -> CookieFields | None:
-    """tether's own signed layout (``encode_cookie`` with short fields), or None.
+    """Envoy's layout or tether's signed one (``encode_cookie``, short fields), or None.
 
-    ``0a L address [10 expires] c8 3e valid_until d2 3e L key_id da 3e 10 mac`` and nothing
-    else. When it matches, every byte is accounted for by well-formed known fields, so the
-    general parser would return the same values.
+    ``0a L address [10 expires]``, optionally followed by
+    ``c8 3e valid_until d2 3e L key_id da 3e 10 mac``, and nothing else. When it matches, every
+    byte is accounted for by well-formed known fields, so the general parser would return the
+    same values.
     """
     if data[0] != 0x0A or data[1] > 0x7F:
         return None
     pos = 2 + data[1]
     address = data[2:pos]
     expires = 0
-    if data[pos] == 0x10:
+    if pos < len(data) and data[pos] == 0x10:
         expires, pos = _short_varint(data, pos + 1)
+    if pos == len(data):
+        return CookieFields(address.decode("utf-8"), expires)
     if data[pos : pos + 2] != b"\xc8\x3e":
         return None
     valid_until, pos = _short_varint(data, pos + 2)
@@ -167,7 +170,7 @@ def _parse_canonical(data: bytes) -> CookieFields | None:
 def parse_cookie(data: bytes) -> CookieFields | None:
     """``envoy::Cookie::ParseFromString`` (plus tether's fields); None where C++ would fail.
 
-    tether's own signed values take a fast path (``_parse_canonical``); any other input goes
+    Envoy's and tether's own values take a fast path (``_parse_canonical``); any other input goes
     through ``parse_cookie_general``, the reference (a test holds the two equal).
     """
     try:
