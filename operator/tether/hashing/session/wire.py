@@ -121,20 +121,6 @@ def _tag(data: bytes, pos: int) -> tuple[int, int]:
     return tag, pos
 
 
-def _short_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """A varint of at most 9 bytes (raises IndexError/ValueError otherwise)."""
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 56:
-            raise ValueError("long varint")
-
-
 def _parse_canonical(data: bytes) -> CookieFields | None:
     """Envoy's layout or tether's signed one (``encode_cookie``, short fields), or None.
 
@@ -149,12 +135,12 @@ def _parse_canonical(data: bytes) -> CookieFields | None:
     address = data[2:pos]
     expires = 0
     if pos < len(data) and data[pos] == 0x10:
-        expires, pos = _short_varint(data, pos + 1)
+        expires, pos = _varint(data, pos + 1, 9)
     if pos == len(data):
         return CookieFields(address.decode("utf-8"), expires)
     if data[pos : pos + 2] != b"\xc8\x3e":
         return None
-    valid_until, pos = _short_varint(data, pos + 2)
+    valid_until, pos = _varint(data, pos + 2, 9)
     if data[pos : pos + 2] != b"\xd2\x3e" or data[pos + 2] > 0x7F:
         return None
     start = pos + 3
