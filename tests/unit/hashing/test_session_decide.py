@@ -210,3 +210,27 @@ def test_spec_from_the_table_documents_session_block():
         True,
     )
     assert s.context == CTX
+
+
+def test_only_endpoints_in_the_set_are_ever_honoured():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tether.hashing.session import Reading
+
+    addresses = st.sampled_from([A, B, GONE, DRAIN, "", "x"])
+    readings = st.builds(
+        Reading, st.sampled_from(["valid", *sorted(REJECTED), "absent", "expired"]), addresses
+    )
+    states = st.dictionaries(addresses, st.sampled_from([READY, DRAINING, 0]))
+
+    @given(readings, states, st.booleans())
+    def check(reading, endpoint_states, strict):
+        decision = decide(reading, endpoint_states, strict)
+        if decision.action == HONOUR:
+            assert reading.status == "valid"
+            assert endpoint_states.get(decision.address) in (READY, DRAINING)
+        if reading.status != "valid":
+            assert decision.action == PICK and decision.write
+
+    check()
