@@ -141,6 +141,10 @@ def test_compat_honours_envoy_values_and_re_issues_them_signed():
         assert reading[:3] == ("valid", A, True)
         assert decide(reading, STATES, False) == (HONOUR, A, True, "valid")
     assert read_cookie_value(s, encode_envoy_cookie(A, T0 - 1), RING, T0).status == "expired"
+    # Re-issued signed: Envoy's monotonic deadline (1005) is not carried over.
+    migrated = read_cookie_value(s, encode_envoy_cookie(A, 1005), RING, T0)
+    value, expires = issue(s, A, RING, T0, migrated.fields)
+    assert expires == 0 and read_cookie_value(s, value, RING, T0 + 60)[:3] == ("valid", A, False)
     assert read_cookie_value(s, signed_value(A), RING, T0)[:3] == ("valid", A, False)
     forged = CookieFields(A, 0, T0 + 3600, "k1", b"\x01" * 16)
     assert read_cookie_value(s, b64encode(encode_cookie(forged)), RING, T0).status == (

@@ -163,7 +163,11 @@ def issue(
     A value re-issued for the same address keeps the previous absolute deadline; a new
     address starts a new session (Envoy does the same).
     """
-    keep = previous is not None and previous.address == address and previous.expires
+    keep = (
+        previous is not None
+        and previous.address == address
+        and previous.expires >= MONOTONIC_LIMIT  # never carry an Envoy monotonic reading over
+    )
     expires = previous.expires if keep else (now + spec.absolute if spec.absolute else 0)
     if spec.signing == "unsigned":
         if spec.kind == "header":
