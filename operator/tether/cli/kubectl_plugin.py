@@ -56,6 +56,56 @@ def tables_namespace(args: argparse.Namespace) -> str:
     return getattr(args, "tables_namespace", None) or TABLES_NAMESPACE
 
 
+class UsageError(ValueError):
+    """Bad input on the command line, or no cluster configured: exit status 2."""
+
+
+def prepare(args: argparse.Namespace):
+    """(cluster, service, port) for a command's SERVICE[:PORT], --png and kube flags.
+
+    Raises UsageError with the reason (bad target, no matplotlib, no kubeconfig).
+    """
+    from kubernetes.config import ConfigException
+
+    try:
+        name, port = split_target(args.service)
+        if getattr(args, "png", None):
+            from tether.cli.picture import require
+
+            require()
+        return cluster_of(args), name, port
+    except (ValueError, ConfigException, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def current(cluster, args: argparse.Namespace, name: str, port: str | None):
+    """The Service's table now, as the watch's first update (a snapshot), or None."""
+    import time
+    from datetime import UTC, datetime
+
+    from tether.cli.watch_state import Tracker
+    from tether.k8s.service_view import list_tables
+    from tether.k8s.watch import Event
+
+    items = list_tables(cluster, tables_namespace(args), cluster.namespace, name)
+    ev = Event("tables", "SYNC", None, tuple(items), time.monotonic(), datetime.now(UTC))
+    updates = Tracker(port, getattr(args, "subset", None)).feed(ev)
+    return updates[0] if updates else None
+
+
+def no_table(cluster, args: argparse.Namespace, name: str) -> str:
+    """Why there is no table to show: the Service is missing, or nothing published it."""
+    from tether.k8s.service_view import service_exists
+
+    ns = cluster.namespace
+    if not service_exists(cluster, ns, name):
+        return f"Service {ns}/{name} not found"
+    return (
+        f"no table for Service {ns}/{name} in {tables_namespace(args)} "
+        "(is the tether operator running?)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``kubectl tether`` parser: kube flags, then the plugin's subcommands."""
     parser = argparse.ArgumentParser(

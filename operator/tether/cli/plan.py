@@ -13,7 +13,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from tether.cli.kubectl_plugin import add_kube_flags, cluster_of, split_target, tables_namespace
+from tether.cli.kubectl_plugin import UsageError, add_kube_flags, current, no_table, prepare
 from tether.models import table as t
 
 
@@ -82,19 +82,6 @@ def alternative(current: t.Policy, algorithm: str | None, table_size: str | None
     )
 
 
-def _current_view(cluster, args, name: str, port: str | None):
-    import time
-
-    from tether.cli.watch_state import Tracker
-    from tether.k8s import service_view as sv
-    from tether.k8s.watch import Event
-
-    items = sv.list_tables(cluster, tables_namespace(args), cluster.namespace, name)
-    ev = Event("tables", "SYNC", None, tuple(items), time.monotonic(), datetime.now(UTC))
-    updates = Tracker(port, args.subset).feed(ev)
-    return updates[0].view if updates else None
-
-
 def _removal(cluster, doc: t.TableDocument, replicas: int):
     """(Removal or None, pods counted): what a scale to ``replicas`` deletes, if anything."""
     from tether.k8s.service_view import sibling_pods
@@ -109,28 +96,21 @@ def _removal(cluster, doc: t.TableDocument, replicas: int):
 
 def run(args: argparse.Namespace) -> int:
     """Print the prediction (text or JSON); see the module docstring."""
-    from kubernetes.config import ConfigException
-
     from tether.cli import plan_report
     from tether.reconcile.whatif import predict, switch
 
     try:
-        name, port = split_target(args.service)
         if args.replicas < 0 or args.samples < 1:
-            raise ValueError("--replicas must be >= 0 and --samples >= 1")
-        if args.png:
-            from tether.cli.picture import require
-
-            require()
-        cluster = cluster_of(args)
-    except (ValueError, ConfigException, ImportError) as exc:
+            raise UsageError("--replicas must be >= 0 and --samples >= 1")
+        cluster, name, port = prepare(args)
+    except UsageError as exc:
         print(f"kubectl tether plan: error: {exc}", file=sys.stderr)
         return 2
-    view = _current_view(cluster, args, name, port)
-    if view is None:
-        ns = cluster.namespace
-        print(f"no table for Service {ns}/{name} in {tables_namespace(args)}", file=sys.stderr)
+    snapshot = current(cluster, args, name, port)
+    if snapshot is None:
+        print(no_table(cluster, args, name), file=sys.stderr)
         return 1
+    view = snapshot.view
     doc = view.doc
     try:
         other = alternative(doc.policy, args.algorithm, args.table_size)

@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import queue
 import sys
-import time
-from datetime import UTC, datetime
 
-from tether.cli.kubectl_plugin import add_kube_flags, cluster_of, split_target, tables_namespace
+from tether.cli.kubectl_plugin import (
+    UsageError,
+    add_kube_flags,
+    current,
+    no_table,
+    prepare,
+    tables_namespace,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,36 +91,26 @@ class _Printer:
 
 def run(args: argparse.Namespace) -> int:
     """Watch until interrupted (or --once / --changes); see the module docstring."""
-    from kubernetes.config import ConfigException
-
     from tether.cli.watch_state import Tracker
     from tether.k8s import service_view as sv
-    from tether.k8s.watch import Event
 
     try:
-        name, port = split_target(args.service)
-        if args.png:
-            from tether.cli.picture import require
-
-            require()
-        cluster = cluster_of(args)
-    except (ValueError, ConfigException, ImportError) as exc:
+        cluster, name, port = prepare(args)
+    except UsageError as exc:
         print(f"kubectl tether watch: error: {exc}", file=sys.stderr)
         return 2
     ns, tables_ns = cluster.namespace, tables_namespace(args)
     mode = args.output or ("rich" if sys.stdout.isatty() else "plain")
-    tracker = Tracker(port, args.subset)
     title = f"{name}.{ns}" + (f":{port}" if port else "")
     if args.once:
-        items = sv.list_tables(cluster, tables_ns, ns, name)
-        ev = Event("tables", "SYNC", None, tuple(items), time.monotonic(), datetime.now(UTC))
-        updates = tracker.feed(ev)
-        if not updates:
-            print(_missing(cluster, ns, name, tables_ns, sv), file=sys.stderr)
+        snapshot = current(cluster, args, name, port)
+        if snapshot is None:
+            print(no_table(cluster, args, name), file=sys.stderr)
             return 1
         with _Printer(mode, title, args.png) as out:
-            out.show(updates[0])
+            out.show(snapshot)
         return 0
+    tracker = Tracker(port, args.subset)
     events: queue.Queue = queue.Queue()
     sv.watch_slices(cluster, ns, name, events.put)
     sv.watch_tables(cluster, tables_ns, ns, name, events.put)
@@ -129,12 +124,6 @@ def run(args: argparse.Namespace) -> int:
                 changes += u.type == "change"
             if ev.source == "tables" and ev.type == "SYNC" and tracker.view is None:
                 if not waiting_said and mode != "json":
-                    print(_missing(cluster, ns, name, tables_ns, sv) + "; waiting", file=sys.stderr)
+                    print(no_table(cluster, args, name) + "; waiting", file=sys.stderr)
                 waiting_said = True
     return 0
-
-
-def _missing(cluster, ns: str, name: str, tables_ns: str, sv) -> str:
-    if not sv.service_exists(cluster, ns, name):
-        return f"Service {ns}/{name} not found"
-    return f"no table for Service {ns}/{name} in {tables_ns} (is the tether operator running?)"

@@ -37,36 +37,26 @@ def list_tables(cluster: Cluster, tables_ns: str, namespace: str, name: str) -> 
     return items
 
 
+def _started(source: str, sink, list_fn, namespace: str, selector: str) -> Watcher:
+    w = Watcher(source, sink, list_fn, namespace, label_selector=selector)
+    w.start()
+    return w
+
+
 def watch_tables(
     cluster: Cluster, tables_ns: str, namespace: str, name: str, sink: Callable[[Event], None]
 ) -> Watcher:
     """A started Watcher of the Service's table ConfigMaps (source ``tables``)."""
-    core = client.CoreV1Api(cluster.api)
-    w = Watcher(
-        "tables",
-        sink,
-        core.list_namespaced_config_map,
-        tables_ns,
-        label_selector=table_selector(namespace, name),
-    )
-    w.start()
-    return w
+    list_fn = client.CoreV1Api(cluster.api).list_namespaced_config_map
+    return _started("tables", sink, list_fn, tables_ns, table_selector(namespace, name))
 
 
 def watch_slices(
     cluster: Cluster, namespace: str, name: str, sink: Callable[[Event], None]
 ) -> Watcher:
     """A started Watcher of the Service's EndpointSlices (source ``slices``)."""
-    discovery = client.DiscoveryV1Api(cluster.api)
-    w = Watcher(
-        "slices",
-        sink,
-        discovery.list_namespaced_endpoint_slice,
-        namespace,
-        label_selector=f"{SLICE_LABEL}={name}",
-    )
-    w.start()
-    return w
+    list_fn = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice
+    return _started("slices", sink, list_fn, namespace, f"{SLICE_LABEL}={name}")
 
 
 def _controller(pod: dict) -> str | None:
