@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 
@@ -80,4 +81,4 @@ def test_list_watch_relist_on_410_and_retry_on_errors():
         ("watch", "9"),
         ("watch", "9"),
     ]
-    assert all(b.seen >= a.seen for a, b in zip(events, events[1:], strict=False))
+    assert all(b.seen >= a.seen for a, b in itertools.pairwise(events))
