@@ -133,12 +133,7 @@ class Tracker:
             self.view = view  # only metadata changed
             return []
         self.view = view
-        port = self._port_name()
-        done = [
-            n
-            for n, (_, before) in self.pending.items()
-            if self._reflects(before, _addresses(self.slices.get(n), port))
-        ]
+        done = self._reflected_pending()
         latency = ev.seen - min(self.pending[n][0] for n in done) if done else None
         for n in done:
             del self.pending[n]
@@ -162,7 +157,12 @@ class Tracker:
         for addr, ready in after.items():
             if listed.get(addr) != ready and not (subset and addr not in listed):
                 return False
-        return not any(a in listed for a in before.keys() - after.keys())
+        gone = before.keys() - after.keys()
+        if gone:  # an endpoint that moved to another slice did not leave the Service
+            port = self._port_name()
+            for obj in self.slices.values():
+                gone -= _addresses(obj, port).keys()
+        return not any(a in listed for a in gone)
 
     def _slice(self, ev: Event) -> None:
         port = self._port_name()
@@ -177,9 +177,16 @@ class Tracker:
             self.slices.pop(name, None)
         else:
             self.slices[name] = ev.obj
-        if name in self.pending:
-            before = self.pending[name][1]  # the clock runs from the first unreflected change
-        if self._reflects(before, after):
-            self.pending.pop(name, None)
-        elif name not in self.pending:
-            self.pending[name] = (ev.seen, before)
+        if name not in self.pending and not self._reflects(before, after):
+            self.pending[name] = (ev.seen, before)  # the clock runs from the first change
+        for n in self._reflected_pending():  # the shown table has it (or it was undone)
+            del self.pending[n]
+
+    def _reflected_pending(self) -> list[str]:
+        """Slices whose pending change the shown table now reflects."""
+        port = self._port_name()
+        return [
+            n
+            for n, (_, before) in self.pending.items()
+            if self._reflects(before, _addresses(self.slices.get(n), port))
+        ]

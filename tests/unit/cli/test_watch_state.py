@@ -120,3 +120,17 @@ def test_a_removed_endpoint_is_unreflected_until_the_table_drops_it():
     assert "s1" in tr.pending
     (ch,) = tr.feed(event("tables", "MODIFIED", configmap(docs_for(2)), seen=1.2))
     assert ch.slice_to_table == pytest.approx(0.2)
+
+
+def test_an_endpoint_moving_between_slices_starts_no_clock():
+    tr = Tracker()
+    tr.feed(event("slices", "SYNC", items=[endpointslice("s1", _ready(3))]))
+    tr.feed(event("tables", "SYNC", items=[configmap(docs_for(3))]))
+    tr.feed(event("slices", "MODIFIED", endpointslice("s1", _ready(2)), seen=1.0))
+    assert "s1" in tr.pending  # for now it looks like a pod left
+    tr.feed(event("slices", "ADDED", endpointslice("s2", [("10.244.0.4", True)]), seen=1.1))
+    assert tr.pending == {}  # it only moved: the table was right all along
+    (ch,) = tr.feed(
+        event("tables", "MODIFIED", configmap(docs_for(3, policy("maglev", 7))), seen=9)
+    )
+    assert ch.slice_to_table is None  # a policy change, not an endpoint change
