@@ -2,9 +2,9 @@
 
 A property test sends generated rule specs (valid, invalid, huge, malformed) through what the
 operator does with a rule: decode and validate (``check``), then plan the Service it selects
-(``plan_service``, with endpoints and a subset's pods). None may crash, none may take a second,
-and each ends with a status a user can read (a decode error, Istio's or tether's verdict, or a
-rule outcome of the plan).
+(``plan_service``, with endpoints and a subset's pods). None may crash, none may take a second
+of CPU, and each ends with a status a user can read (a decode error, Istio's or tether's
+verdict, or a rule outcome of the plan).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def test_any_rule_is_judged_and_planned_within_a_second_with_a_status(
         "metadata": {"name": "fuzz", "namespace": "default", "annotations": annotations},
         "spec": spec,
     }
-    started = time.perf_counter()
+    started = time.process_time()  # CPU seconds: other load on the machine does not count
     dr, result = check(obj)
     if dr is None:
         assert result.message.startswith(DECODE_PREFIX) and len(result.message) > len(DECODE_PREFIX)
@@ -162,7 +162,7 @@ def test_any_rule_is_judged_and_planned_within_a_second_with_a_status(
         else:
             assert result.message.startswith(INVALID_PREFIX)
             assert outcome is None or (outcome.reason == "Invalid" and not outcome.ready)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < 1.0, f"{elapsed:.2f} s for {spec}"
 
 
