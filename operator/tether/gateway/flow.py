@@ -12,7 +12,8 @@
 - Timers measure inactivity, each direction on its own (see ``sweep``): a request head must
   arrive within ``header_timeout``; a client owing body bytes, or idle between requests, may
   be silent ``idle_timeout``; a client not taking buffered response bytes is cut off after
-  ``idle_timeout`` without progress. Upstream timers live in upstream.py.
+  ``idle_timeout`` without progress. No read timer runs while the gateway itself does not
+  read the client. Upstream timers live in upstream.py.
 - Every exchange ends exactly once (``_end``): one access-log line, one metrics update, its
   in-flight count restored, and an upstream still bound to it dropped.
 """
@@ -56,6 +57,9 @@ class ClientFlow(asyncio.Protocol):
             self.read_paused &= ~why
             if not self.read_paused and not self.closed:
                 self.transport.resume_reading()
+                # the client could not send while the gateway did not read: its time restarts
+                gw = self.gw
+                self.deadline = max(self.deadline, gw.clock + gw.config.idle_timeout)
 
     def _buffered(self) -> int:
         """Request body bytes held for requests no upstream has taken yet."""
@@ -155,8 +159,10 @@ class ClientFlow(asyncio.Protocol):
         elif size and self.wdeadline < now:
             self._cut("the client stopped reading its response")
             return
-        if self.deadline < now and (
-            (self.active is None and not self.queue) or self.owed_body() is not None
+        if (
+            self.deadline < now
+            and not self.read_paused  # the gateway is not reading: the client is not late
+            and ((self.active is None and not self.queue) or self.owed_body() is not None)
         ):
             self.timeout(now)
 

@@ -123,3 +123,19 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(h):
         start = time.monotonic()
         out = _read_all(s)  # the gateway closes once the connection idled 0.3 s
     assert responses(out)[0].status == 200 and time.monotonic() - start < 5
+
+
+def test_a_body_the_gateway_does_not_read_yet_is_not_timed_out(h):
+    """The queue is full, so the gateway stops reading, and a queued request's body waits
+    in the socket longer than the idle timeout. It is the gateway's own wait, not the
+    client's: once the queue drains, the body is read and answered."""
+    gw, b = one(h, idle_timeout=0.4, max_pipelined=1)
+    body = b"q" * 50_000
+    post = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /slow?s=1.2 HTTP/1.1\r\nHost: a\r\n\r\n" + post + body[:10])
+        h.wait(lambda: any(c.read_paused for c in gw.clients))  # queue full: not reading
+        s.sendall(body[10:] + b"GET /x HTTP/1.1\r\nHost: a\r\n" + CLOSE.encode() + b"\r\n")
+        slow, echo, last = responses(_read_all(s))
+    assert (slow.status, echo.status, last.status) == (200, 200, 200)
+    assert echo.body == body and [r["url"] for r in b.requests] == ["/slow?s=1.2", "/echo", "/x"]

@@ -17,14 +17,7 @@ from tether.hashing import Host, Maglev, MaglevConfig, xxh64
 from .conftest import backend_of, get, header
 from .docs import cookie_key, make_document
 from .harness import raw_request
-
-
-def _one(h, **kw):
-    b = h.backend("b0")
-    h.write_table("svc.json", make_document([("127.0.0.1", b.port, "b0")], algorithm=None))
-    gw = h.gateway(**kw)
-    h.wait(lambda: gw.loaded)
-    return gw, b
+from .hostile import one as _one
 
 
 def test_body_arriving_in_several_reads_is_relayed_whole(h):
