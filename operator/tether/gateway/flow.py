@@ -38,6 +38,10 @@ HOLD_QUEUE = 4  # max_pipelined requests are queued
 HOLD_WRITE = 8  # the client does not take its responses
 
 BODY_BUDGET = 256 << 10  # request body bytes a connection may hold for requests not sent yet
+# After a refusal the gateway half-closes and reads on (discarding), as nginx's lingering
+# close: closing with unread bytes would send a reset, and the client could lose the answer.
+LINGER_QUIET = 5.0  # seconds without a byte from the client (at most idle_timeout), then close
+LINGER_MAX = 30.0  # seconds in all
 
 
 class ClientFlow(asyncio.Protocol):
@@ -159,6 +163,10 @@ class ClientFlow(asyncio.Protocol):
         elif size and self.wdeadline < now:
             self._cut("the client stopped reading its response")
             return
+        if self.lingering:
+            if self.deadline < now or self.linger_end < now:
+                self.transport.abort() if size else self.transport.close()
+            return
         if (
             self.deadline < now
             and not self.read_paused  # the gateway is not reading: the client is not late
@@ -189,6 +197,25 @@ class ClientFlow(asyncio.Protocol):
             self.transport.abort()
         else:
             self.transport.close()
+
+    def _linger(self) -> None:
+        """Half-close after a refusal and discard what the client still sends (sweep closes)."""
+        self.lingering = True
+        clock = self.gw.clock
+        self.deadline = clock + self.linger_quiet()
+        self.linger_end = clock + LINGER_MAX
+        try:
+            self.transport.write_eof()  # after the refusal's bytes
+        except (OSError, RuntimeError):
+            self.transport.close()
+            return
+        if self.read_paused:
+            self.read_paused = 0
+            self.transport.resume_reading()
+
+    def linger_quiet(self) -> float:
+        """Seconds a lingering close waits for the client's next byte."""
+        return min(LINGER_QUIET, self.gw.config.idle_timeout)
 
     def _cut(self, why: str) -> None:
         """Drop the connection now, buffered bytes included (close() would wait for them)."""
@@ -271,7 +298,10 @@ class ClientFlow(asyncio.Protocol):
             return
         if close or not ex.keep_alive or not ex.body_done or gw.draining:
             self.ignore = True
-            self.transport.close()
+            if ex.local and not self.transport.is_closing():
+                self._linger()
+            else:
+                self.transport.close()
             return
         if self.read_paused:
             self._release(HOLD_UPSTREAM)

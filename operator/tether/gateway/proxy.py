@@ -75,6 +75,8 @@ class ClientProtocol(ClientFlow):
         "hsize",
         "ignore",
         "in_msg",
+        "linger_end",
+        "lingering",
         "max_head",
         "parser",
         "peer",
@@ -101,6 +103,8 @@ class ClientProtocol(ClientFlow):
         self.deadline = 0.0
         self.closed = False
         self.ignore = False
+        self.lingering = False  # refused: reading and discarding until the client stops
+        self.linger_end = 0.0
         self.read_paused = 0  # flow.HOLD_* reasons
         self.stalled = False  # max_pipelined requests queued: the parser waits
         self.stash: bytes | None = None  # the unparsed rest of a read while stalled
@@ -157,6 +161,8 @@ class ClientProtocol(ClientFlow):
     def data_received(self, data: bytes) -> None:
         """Frame requests from the client's bytes: the native scan first, llhttp for the rest."""
         if self.ignore:
+            if self.lingering:  # discarded while the refusal's close lingers
+                self.deadline = self.gw.clock + self.linger_quiet()
             return
         if self.stash is not None:  # stalled (reading is paused): keep the order
             self.stash += data

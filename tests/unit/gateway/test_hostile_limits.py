@@ -31,6 +31,21 @@ def test_declared_length_over_the_limit_gets_413_before_any_body(h, extra):
     assert b"larger than 1000 bytes" in r.body and not b.requests
 
 
+def test_a_client_that_sends_its_whole_body_anyway_reads_the_413(h):
+    """The gateway half-closes after the 413 and discards the body still coming (nginx's
+    lingering close): closing at once would reset the connection under the answer."""
+    gw, b = one(h, max_body_bytes=1000)
+    body = b"x" * 4_000_000
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+        s.sendall(body)  # no reset: the gateway reads it all, and drops it
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    (r,) = responses(out)
+    assert r.status == 413 and not b.requests
+
+
 def test_pipelined_follower_over_the_body_limit_is_refused_in_its_turn(h):
     gw, b = one(h, max_body_bytes=1000)
     data = request("/status/201") + request("/echo", body=b"x" * 2000) + request("/never")
@@ -200,3 +215,13 @@ async def _sleep(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+def test_a_lingering_close_ends_when_the_client_goes_quiet(h):
+    gw, _ = one(h, idle_timeout=0.3)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GARBAGE / NOT-HTTP\r\n\r\n")
+        (r,) = responses(s.recv(65536))
+        assert r.status == 400 and s.recv(65536) == b""  # answered, then half-closed
+        s.sendall(b"more bytes, discarded")
+        h.wait(lambda: not gw.clients)  # and closed once the client went quiet

@@ -528,11 +528,8 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
         return call1(self, S_py_data_received, data);
     }
     int t = truth(SLOT(self, L.c_ignore));
-    if (t != 0) {
-        if (t < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+    if (t != 0) { /* discarded; Python notes a lingering close's progress */
+        return t < 0 ? NULL : call1(self, S_py_data_received, data);
     }
     if (SLOT(self, L.c_stash) != Py_None) { /* stalled: Python keeps the order */
         return call1(self, S_py_data_received, data);
