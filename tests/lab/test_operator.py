@@ -196,10 +196,15 @@ spec:
   - name: canary
     labels: {{track: canary}}
 """)
-    wait_until(
-        lambda: ready_endpoints(table_doc(lab, namespace, "httpbin", 8000)) == 2,
+    wait_until(  # the rule's tables (a round-robin table may come first, before the rule)
+        lambda: (
+            (d := table_doc(lab, namespace, "httpbin", 8000))
+            and d.source is not None
+            and ready_endpoints(d) == 2
+            and table_doc(lab, namespace, "httpbin", 8000, "canary") is not None
+        ),
         timeout=60,
-        what="main table with 2 endpoints",
+        what="main table of the rule with 2 endpoints, and its canary table",
     )
     assert ready_endpoints(table_doc(lab, namespace, "httpbin", 8000, "canary")) == 0
     pod = lab.kubectl_json("pods", "-n", namespace, "-l", "app=httpbin")["items"][0]

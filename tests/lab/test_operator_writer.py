@@ -61,17 +61,24 @@ class TableLog(threading.Thread):
         api = client.CoreV1Api()
         selector = f"{t.LABEL_SERVICE_NAMESPACE}={self.ns}"
         rv = api.list_namespaced_config_map(TABLES_NS, label_selector=selector).metadata
+        rv = rv.resource_version
         self.watch = watch.Watch()
         self.started.set()
-        try:
-            for ev in self.watch.stream(
-                api.list_namespaced_config_map, TABLES_NS, label_selector=selector,
-                resource_version=rv.resource_version, timeout_seconds=600,
-            ):  # fmt: skip
-                self._add(ev)
-        except Exception as exc:  # checked by complete(): a broken log proves nothing
-            if not self.closed:
-                self.error = exc
+        while not self.closed:  # a watch the server ends resumes where it stopped
+            try:
+                for ev in self.watch.stream(
+                    api.list_namespaced_config_map, TABLES_NS, label_selector=selector,
+                    resource_version=rv, timeout_seconds=120,
+                ):  # fmt: skip
+                    rv = ev["object"].metadata.resource_version
+                    self._add(ev)
+            except Exception as exc:  # a 410 would lose versions: checked by complete()
+                if self.closed:
+                    return
+                if getattr(exc, "status", None) == 410:
+                    self.error = exc
+                    return
+                time.sleep(0.2)
 
     def _add(self, ev: dict) -> None:
         obj = ev["object"]
@@ -143,6 +150,13 @@ def _settled(lab: Lab) -> bool:
         return False
     leaders = [p for p in pods if metric(p, "tether_operator_leader") == 1]
     return len(leaders) == 1 and metric(leaders[0], "tether_operator_pending_keys") == 0
+
+
+def _tables_in(lab: Lab, ns: str) -> int:
+    """How many table ConfigMaps the Services of ``ns`` have now."""
+    out = lab.kubectl("get", "configmaps", "-n", TABLES_NS, "-o", "name",
+                      "-l", f"{t.LABEL_SERVICE_NAMESPACE}={ns}")  # fmt: skip
+    return len(out.split())
 
 
 def _table_endpoints(lab: Lab, ns: str, i: int) -> int:
@@ -218,7 +232,7 @@ def test_standby_never_overwrites_tables_changed_right_after_start(
         wait_until(lambda: len(log.counts()) >= SERVICES // 20, timeout=120,
                    what="the first replica publishing")  # fmt: skip
         high = Replica(2, 19092, tmp_path / "high.log")
-        wait_until(lambda: len(log.counts()) == SERVICES + 1, timeout=300,
+        wait_until(lambda: _tables_in(lab, namespace) == SERVICES + 1, timeout=300,
                    what="every table published")  # fmt: skip
         changed = log.latest_single_writes(CHANGED)
         lab.kubectl("scale", "deployment/httpbin", "--replicas=4", "-n", namespace)
@@ -245,6 +259,15 @@ def test_standby_never_overwrites_tables_changed_right_after_start(
         )
         assert low.metric("tether_operator_configmap_writes_total") == low_writes
         assert low.metric("tether_operator_leader") == 0
+    except BaseException:
+        for name in ("low", "high"):
+            path = tmp_path / f"{name}.log"
+            if path.exists():
+                tail = [ln for ln in path.read_text().splitlines() if "table for" not in ln]
+                print(
+                    f"\n--- {name} replica (without per-table lines) ---\n" + "\n".join(tail[-25:])
+                )
+        raise
     finally:
         fleet.close()
         for replica in (low, high):
