@@ -16,20 +16,12 @@ import uuid
 import pytest
 
 from tether.lab import Lab
-from tether.lab.testing import LabUnavailable, session_lab, wait_until
+from tether.lab.testing import wait_until
 
 # tether deployed from deploy/ exactly as a user applies it (session fixtures)
 from .tether_deploy import tether_gateway, tether_operator  # noqa: F401
 
-
-@pytest.fixture(scope="session")
-def lab() -> Lab:
-    """The session's running lab (joined: this process is inside its network namespace)."""
-    try:
-        with session_lab(enter=True) as running:
-            yield running
-    except LabUnavailable as e:
-        pytest.fail(str(e), pytrace=False)
+# The session's `lab` fixture is in tests/conftest.py (shared with tests/e2e on the lab).
 
 
 @pytest.fixture
