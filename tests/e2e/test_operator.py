@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from tether.cluster.testing import wait_until
+from tether.lab.testing import wait_until
 
 from tether.models import table as t
 
