@@ -146,3 +146,26 @@ def ready_condition(cluster, ns: str, name: str) -> dict:
     dr = cluster.kubectl_json("destinationrule", name, "-n", ns)
     conds = (dr.get("status") or {}).get("conditions") or []
     return next((c for c in conds if c["type"] == "Ready"), {})
+
+
+def httpbin_settled(cluster, ns: str, replicas: int):
+    """The table of ns/httpbin once the Deployment has settled at `replicas` (its status says
+    so for the current generation) and the table routes to exactly those ready pods.
+
+    Waiting on the table's count alone races: `kubectl apply` of httpbin.yaml sets 3 replicas,
+    so right after an apply + scale the table passes through other sizes on its way.
+    """
+
+    def settled():
+        dep = cluster.kubectl_json("deployment", "httpbin", "-n", ns)
+        st = dep.get("status") or {}
+        if st.get("observedGeneration", 0) < dep["metadata"]["generation"]:
+            return None
+        if not (
+            st.get("replicas") == st.get("readyReplicas") == replicas == dep["spec"]["replicas"]
+        ):
+            return None
+        doc = table_doc(cluster, ns, "httpbin", 8000)
+        return doc if ready_endpoints(doc) == replicas else None
+
+    return wait_until(settled, timeout=180, what=f"{ns}/httpbin settled at {replicas} pods")

@@ -24,6 +24,7 @@ from .deploy import (
     EXAMPLES,
     TABLES_NS,
     gateway_pods,
+    httpbin_settled,
     ready_endpoints,
     ready_pods_in_table,
     table_doc,
@@ -69,11 +70,7 @@ def _setup(cluster, ns: str, replicas: int = 3, rule: bool = True) -> str:
     cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "httpbin.yaml"))
     if replicas != 3:
         cluster.kubectl("scale", "deployment/httpbin", "-n", ns, f"--replicas={replicas}")
-    wait_until(
-        lambda: ready_endpoints(table_doc(cluster, ns, "httpbin", 8000)) == replicas,
-        timeout=120,
-        what=f"table with {replicas} endpoints",
-    )
+    httpbin_settled(cluster, ns, replicas)
     if rule:
         cluster.apply(RULE.format(ns=ns))
         wait_until(

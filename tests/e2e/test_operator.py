@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from tether.lab.testing import wait_until
 
+from tether.lab.testing import wait_until
 from tether.models import table as t
 
 from .deploy import (
     EXAMPLES,
     TABLES_NS,
     configmap_versions,
+    httpbin_settled,
     metric,
     operator_pods,
     ready_condition,
@@ -48,11 +49,7 @@ def _httpbin(cluster, ns: str, replicas: int = 3) -> None:
 
 
 def _wait_endpoints(cluster, ns: str, n: int, what: str = "") -> t.TableDocument:
-    return wait_until(
-        lambda: (d := table_doc(cluster, ns, "httpbin", 8000)) and ready_endpoints(d) == n and d,
-        timeout=60,
-        what=what or f"table of {ns}/httpbin with {n} ready endpoints",
-    )
+    return httpbin_settled(cluster, ns, n)
 
 
 def _uids(cluster) -> set[str]:
@@ -201,11 +198,7 @@ spec:
   - name: canary
     labels: {{track: canary}}
 """)
-    wait_until(
-        lambda: ready_endpoints(table_doc(cluster, namespace, "httpbin", 8000)) == 2,
-        timeout=60,
-        what="main table with 2 endpoints",
-    )
+    _wait_endpoints(cluster, namespace, 2)
     assert ready_endpoints(table_doc(cluster, namespace, "httpbin", 8000, "canary")) == 0
     pod = cluster.kubectl_json("pods", "-n", namespace, "-l", "app=httpbin")["items"][0]
     cluster.kubectl("label", "pod", pod["metadata"]["name"], "-n", namespace, "track=canary")
