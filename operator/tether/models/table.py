@@ -6,6 +6,11 @@ them with one label selector.
 
 Invariants kept here:
 - ``schemaVersion`` is checked on load; an unknown version is rejected, never guessed.
+  Version 1 is a document without persistent sessions; version 2 is exactly a version-1
+  document plus a ``session`` block (hard affinity). The writer picks the version from the
+  content (``schema_version_for``), so documents without sessions stay byte-identical to what
+  older operators wrote, and a gateway that predates sessions refuses a version-2 document
+  (keeping its last good table) instead of silently routing without the session rules.
 - ``checksum`` is the SHA-256 of the canonical JSON of the document *without* the checksum field,
   so any edit, truncation or partial write is detected before a gateway swaps tables.
 - ``table.digest`` is the SHA-256 of the uncompressed binary table, so a table that is rebuilt
@@ -27,7 +32,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # a document without a session block
+SESSION_SCHEMA_VERSION = 2  # a document with a session block
+SUPPORTED_SCHEMA_VERSIONS = (SCHEMA_VERSION, SESSION_SCHEMA_VERSION)
 DATA_KEY = "table.json"
 TABLE_LABEL = "tether.dev/table"
 TABLE_LABEL_VALUE = "v1"
@@ -143,6 +150,55 @@ class Table(_Model):
     digest: str  # sha256 hex of the uncompressed binary layout
 
 
+class SessionSource(_Model):
+    """Where the session settings come from: the Service's labels or a BackendLBPolicy."""
+
+    kind: Literal["Service", "BackendLBPolicy"]
+    namespace: str
+    name: str
+    generation: int | None = None
+
+
+class SessionPolicy(_Model):
+    """Hard affinity: the session value names the endpoint (Envoy stateful sessions).
+
+    ``kind`` cookie: Envoy's cookie state (``path`` with Envoy's path rules, ``Set-Cookie``
+    with ``cookieMaxAgeSeconds`` as Max-Age, None = a session cookie). ``kind`` header: Envoy's
+    header state (``path`` unused). ``absoluteTimeoutSeconds``: the value's absolute deadline
+    (Envoy's ``expires``), None = none; ``idleTimeoutSeconds``: the sliding validity of signed
+    values, None = tether's default window. ``signing``: ``signed`` (only tether-signed values
+    are honoured), ``compat`` (unsigned Envoy values are honoured too and re-issued signed),
+    ``unsigned`` (Envoy's format exactly). ``strict``: 503 instead of falling back when the named
+    endpoint is unavailable. ``drain``: a terminating endpoint that still serves keeps its
+    existing sessions.
+    """
+
+    kind: Literal["cookie", "header"]
+    name: str = Field(min_length=1)
+    path: str = ""
+    cookie_max_age_seconds: int | None = Field(default=None, ge=1, alias="cookieMaxAgeSeconds")
+    absolute_timeout_seconds: int | None = Field(default=None, ge=1, alias="absoluteTimeoutSeconds")
+    idle_timeout_seconds: int | None = Field(default=None, ge=1, alias="idleTimeoutSeconds")
+    attributes: tuple[CookieAttribute, ...] = ()
+    strict: bool = False
+    signing: Literal["signed", "compat", "unsigned"] = "signed"
+    drain: bool = True
+    source: SessionSource
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SessionPolicy:
+        if self.kind == "header" and (self.path or self.cookie_max_age_seconds or self.attributes):
+            raise ValueError("a header session has no cookie path, Max-Age or attributes")
+        if self.signing == "unsigned" and self.idle_timeout_seconds is not None:
+            raise ValueError("an idle timeout needs signed values (Envoy's format has no field)")
+        return self
+
+
+def schema_version_for(session: SessionPolicy | None) -> int:
+    """The schemaVersion a document with (or without) a session block must carry."""
+    return SCHEMA_VERSION if session is None else SESSION_SCHEMA_VERSION
+
+
 class TableDocument(_Model):
     schema_version: int = Field(alias="schemaVersion")
     service: Service
@@ -152,8 +208,20 @@ class TableDocument(_Model):
     policy: Policy
     endpoints: tuple[Endpoint, ...] = ()
     table: Table | None = None
+    session: SessionPolicy | None = None
     generated_at: str | None = Field(default=None, alias="generatedAt")
     checksum: str | None = None
+
+    @model_validator(mode="after")
+    def _version_matches_content(self) -> TableDocument:
+        want = schema_version_for(self.session)
+        if self.schema_version != want:
+            has = "with" if self.session else "without"
+            raise ValueError(
+                f"schemaVersion {self.schema_version} for a document {has} a session"
+                f" block (want {want})"
+            )
+        return self
 
     def canonical_json(self) -> str:
         """Canonical JSON without the checksum: sorted keys, no spaces, by alias, no Nones."""
@@ -192,8 +260,10 @@ def loads(text: str | bytes) -> TableDocument:
     if not isinstance(raw, dict):
         raise TableDocumentError("document is not a JSON object")
     version = raw.get("schemaVersion")
-    if version != SCHEMA_VERSION:
-        raise TableDocumentError(f"unsupported schemaVersion {version!r} (want {SCHEMA_VERSION})")
+    if version not in SUPPORTED_SCHEMA_VERSIONS or isinstance(version, bool):
+        raise TableDocumentError(
+            f"unsupported schemaVersion {version!r} (want one of {SUPPORTED_SCHEMA_VERSIONS})"
+        )
     try:
         doc = TableDocument.model_validate(raw)
     except ValidationError as exc:
