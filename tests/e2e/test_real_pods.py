@@ -43,3 +43,17 @@ def test_containers_run_as_non_root_on_a_read_only_root_filesystem(cluster):
         assert "Read-only file system" in out and "rc=1" in out, out
         caps = _exec(cluster, selector, "sh", "-c", "grep CapEff /proc/self/status")
         assert caps.split()[1] == "0000000000000000", caps
+
+
+@pytest.mark.only_on("kind")
+def test_pods_resolve_services_through_coredns_and_reach_them_through_kube_proxy(cluster):
+    """kind only: the lab runs no CoreDNS and no kube-proxy (ClusterIPs are not routed there)."""
+    svc = cluster.kubectl_json("service", "tether-gateway", "-n", TABLES_NS)
+    script = (
+        "import socket, urllib.request; "
+        "print(socket.gethostbyname('tether-gateway.tether-system.svc.cluster.local')); "
+        "print(urllib.request.urlopen('http://tether-gateway.tether-system:9901/readyz').status)"
+    )
+    ip, status = _exec(cluster, OPERATOR, "python3", "-c", script).split()
+    assert ip == svc["spec"]["clusterIP"]
+    assert status == "200"
