@@ -6,12 +6,14 @@ fixture lives here so tests/lab and tests/e2e share one lab when they run in one
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 
 import pytest
 
 from tether.lab import Lab
-from tether.lab.testing import LabUnavailable, session_lab
+from tether.lab.testing import LabUnavailable, session_lab, wait_until
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,3 +33,21 @@ def lab() -> Lab:
             yield running
     except LabUnavailable as e:
         pytest.fail(str(e), pytrace=False)
+
+
+@contextlib.contextmanager
+def fresh_namespace(cluster, request: pytest.FixtureRequest):
+    """A namespace named after the test, on any backend (its `default` ServiceAccount exists);
+    deleted afterwards without waiting."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False),
+        timeout=30,
+        what=f"ServiceAccount {name}/default",
+    )
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 
 import pytest
 
-from tether.lab.testing import wait_until
-
+from ..conftest import fresh_namespace
 from .deploy import deploy_gateway, deploy_operator
 
 
@@ -90,16 +88,8 @@ def cluster(request: pytest.FixtureRequest):
 @pytest.fixture
 def namespace(cluster, request: pytest.FixtureRequest) -> str:
     """A fresh namespace for one test (its `default` ServiceAccount exists); deleted after."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:5]}"
-    cluster.kubectl("create", "namespace", name)
-    wait_until(
-        lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False),
-        timeout=30,
-        what=f"ServiceAccount {name}/default",
-    )
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(cluster, request) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,11 @@ every lab test error with the reason (missing binary, netns permission, apiserve
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tether.lab import Lab
-from tether.lab.testing import wait_until
+
+from ..conftest import fresh_namespace
 
 # tether deployed from deploy/ exactly as a user applies it (session fixtures)
 from .tether_deploy import tether_gateway, tether_operator  # noqa: F401
@@ -27,13 +26,5 @@ from .tether_deploy import tether_gateway, tether_operator  # noqa: F401
 @pytest.fixture
 def namespace(lab: Lab, request: pytest.FixtureRequest) -> str:
     """A fresh namespace for one test (its `default` ServiceAccount exists); deleted after."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:5]}"
-    lab.kubectl("create", "namespace", name)
-    wait_until(
-        lambda: lab.kubectl("get", "serviceaccount", "default", "-n", name, check=False),
-        timeout=30,
-        what=f"ServiceAccount {name}/default",
-    )
-    yield name
-    lab.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(lab, request) as name:
+        yield name

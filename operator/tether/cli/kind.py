@@ -50,7 +50,9 @@ def prepare(mode: str, tether: bool = True) -> tuple[str, dict]:
             "machine: CAP_SYS_RESOURCE missing from the capability bounding set -> "
             "runc wrapper + restrict_oom_score_adj"
         )
-    report = build.build_all(lab_bins(), _say, tether=tether)
+    from tether.lab.build import k8s_ldflags
+
+    report = build.build_all(lab_bins(), k8s_ldflags(), _say, tether=tether)
     image = images.NODE_IMAGE if mode == "offline" else cluster.pull_node_image(_say)
     return image, report
 

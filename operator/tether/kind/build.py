@@ -1,6 +1,7 @@
 """`build_all`: every image of the offline kind tier, in dependency order, cached by inputs.
 
-The caller passes the folder of the lab's control-plane binaries (kube-apiserver,
+The caller passes the folder of the lab's control-plane binaries and the lab build's version
+ldflags (kube-apiserver,
 kube-controller-manager, kube-scheduler, kubectl, etcd from `tools/k8s` and `tools/etcd`), so
 the kind node runs the very binaries the lab runs.
 """
@@ -17,7 +18,9 @@ from tether.kind import versions as v
 Progress = Callable[[str], None]
 
 
-def build_all(lab_bins: Path, say: Progress = lambda _m: None, tether: bool = True) -> dict:
+def build_all(
+    lab_bins: Path, ldflags: str, say: Progress = lambda _m: None, tether: bool = True
+) -> dict:
     """Build (or reuse) every image; return {'images': [...], 'seconds': {...}, ...}.
 
     Invariant on return: the node image, go-httpbin's image and (if `tether`) tether:dev exist
@@ -31,7 +34,7 @@ def build_all(lab_bins: Path, say: Progress = lambda _m: None, tether: bool = Tr
         seconds[name] = round(time.monotonic() - started, 1)
         return result
 
-    go_bins = timed("go binaries", gobuild.ensure_go_binaries, say)
+    go_bins = timed("go binaries", gobuild.ensure_go_binaries, ldflags, say)
     debian = timed("debian base", images.debian_base, say)
     python = timed("python base", images.python_base, debian, say)
     base = timed("kind base", images.kind_base, debian, say)

@@ -18,65 +18,20 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tether.kind import versions as v
+from tether.kind.config import ClusterConfig, free_port
 from tether.kind.engine import EngineError, docker, image_exists, needs_sys_resource_workaround
+from tether.kind.netns import in_netns
 from tether.kind.paths import cache_dir
 
-GATEWAY_NODEPORT = 30080
 DEFAULT_NAME = "tether"
 LABEL_PREFIX = "io.x-k8s.kind.cluster"
-
-RESTRICT_OOM_PATCH = """[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-"""
 
 
 class KindError(RuntimeError):
     """kind failed, or the cluster is not in the state the caller needs."""
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """What `kind create cluster` is given (rendered by `render`)."""
-
-    name: str
-    host_port: int
-    restrict_oom: bool
-
-    def render(self) -> str:
-        """The kind Cluster config (YAML, written as JSON: a YAML subset)."""
-        cfg: dict = {
-            "kind": "Cluster",
-            "apiVersion": "kind.x-k8s.io/v1alpha4",
-            "name": self.name,
-            "networking": {"apiServerAddress": "127.0.0.1", "disableDefaultCNI": True},
-            "nodes": [
-                {
-                    "role": "control-plane",
-                    "extraPortMappings": [
-                        {
-                            "containerPort": GATEWAY_NODEPORT,
-                            "hostPort": self.host_port,
-                            "listenAddress": "127.0.0.1",
-                            "protocol": "TCP",
-                        }
-                    ],
-                }
-            ],
-        }
-        if self.restrict_oom:
-            cfg["containerdConfigPatches"] = [RESTRICT_OOM_PATCH]
-        return json.dumps(cfg, indent=2) + "\n"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class KindCluster:
@@ -328,36 +283,6 @@ class KindCluster:
             (host, port),
             timeout=timeout,
         )
-
-
-def in_netns(path: str, fn, *args, **kwargs):
-    """Run fn in a short-lived thread that joined the network namespace at `path`.
-
-    setns(2) moves only the calling thread; sockets keep the namespace they were created in.
-    """
-    import ctypes
-    import threading
-
-    result: dict = {}
-
-    def work() -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns({path})")
-            finally:
-                os.close(fd)
-            result["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # handed to the caller's thread
-            result["error"] = e
-
-    t = threading.Thread(target=work, name="kind-netns")
-    t.start()
-    t.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 def pull_node_image(say=lambda _m: None) -> str:

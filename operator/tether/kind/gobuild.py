@@ -71,22 +71,6 @@ def bin_dir(go: str) -> Path:
     return cache_dir() / "kind" / "bin" / key
 
 
-def k8s_ldflags(version: str = v.K8S) -> str:
-    """-X flags that make `--version` report `version` (as upstream's release builds do)."""
-    major, minor = version.lstrip("v").split(".")[:2]
-    flags = ["-s", "-w"]
-    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        for var, val in (
-            ("gitVersion", version),
-            ("gitMajor", major),
-            ("gitMinor", minor),
-            ("gitTreeState", "clean"),
-            ("buildDate", "1970-01-01T00:00:00Z"),
-        ):
-            flags.append(f"-X {pkg}.{var}={val}")
-    return " ".join(flags)
-
-
 def _go(args: list[str], cwd: Path | None, env: dict[str, str], what: str, say: Progress) -> None:
     started = time.monotonic()
     out = subprocess.run(
@@ -109,12 +93,12 @@ def read_stamp(directory: Path, digest: str) -> dict | None:
     return stamp
 
 
-def _build(tools: Path, tmp: Path, say: Progress) -> None:
+def _build(tools: Path, tmp: Path, ldflags: str, say: Progress) -> None:
     kind = tools / "kind"
     node_pkgs = [f"k8s.io/kubernetes/cmd/{b}" for b in NODE_BINARIES]
     say(f"  kubelet, kubeadm, kube-proxy {v.K8S} (reuses the lab build's Go cache)")
     _go(
-        ["build", "-trimpath", "-ldflags", k8s_ldflags(), "-o", f"{tmp}/", *node_pkgs],
+        ["build", "-trimpath", "-ldflags", ldflags, "-o", f"{tmp}/", *node_pkgs],
         kind / "node",
         go_env(),
         "kubelet/kubeadm/kube-proxy",
@@ -144,8 +128,12 @@ def _build(tools: Path, tmp: Path, say: Progress) -> None:
     )
 
 
-def ensure_go_binaries(say: Progress = lambda _m: None, force: bool = False) -> Path:
-    """Return the folder with every binary of BINARIES, building it only when missing."""
+def ensure_go_binaries(ldflags: str, say: Progress = lambda _m: None, force: bool = False) -> Path:
+    """Return the folder with every binary of BINARIES, building it only when missing.
+
+    `ldflags` stamp the Kubernetes version into kubelet/kubeadm/kube-proxy; the caller passes
+    the lab build's (`tether.lab.build.k8s_ldflags()`), so every binary of the node agrees.
+    """
     tools = tools_dir()
     if not (tools / "kind" / "node" / "go.mod").is_file():
         raise GoBuildError(f"wrapper modules not found under {tools}/kind (set TETHER_TOOLS_DIR)")
@@ -164,7 +152,7 @@ def ensure_go_binaries(say: Progress = lambda _m: None, force: bool = False) -> 
         say(f"building the kind tier's Go binaries into {target}")
         started = time.monotonic()
         try:
-            _build(tools, tmp, say)
+            _build(tools, tmp, ldflags, say)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tether.kind.cluster import GATEWAY_NODEPORT, ClusterConfig
+from tether.kind.config import GATEWAY_NODEPORT, ClusterConfig
 from tether.kind.images import CNI_CONFLIST, apt_mirror
 
 
