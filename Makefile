@@ -56,7 +56,7 @@ lint: install ## ruff + import-linter layer contracts
 	cd operator && ../$(BIN)/lint-imports --config ../pyproject.toml
 
 bench: install ## benchmarks: hashing core (table, JSON, PNG) and the operator on the lab
-	$(BIN)/pytest -m bench -s -p no:cacheprovider tests/bench
+	$(BIN)/pytest -m bench -s -p no:cacheprovider tests/bench --ignore=tests/bench/test_kind_bench.py
 
 bench-kind: install lab-binaries kind-images ## kind vs lab: warm up, scale -> routing, gateway rps
 	$(BIN)/pytest -m bench -s -p no:cacheprovider tests/bench/test_kind_bench.py

@@ -150,7 +150,9 @@ def ready_condition(cluster, ns: str, name: str) -> dict:
 
 def httpbin_settled(cluster, ns: str, replicas: int):
     """The table of ns/httpbin once the Deployment has settled at `replicas` (its status says
-    so for the current generation) and the table routes to exactly those ready pods.
+    so for the current generation) and the table lists exactly those ready pods, and no pod on
+    its way out: terminating endpoints stay in the document until their pods are gone (a real
+    container takes up to its grace period), and their going rewrites the table.
 
     Waiting on the table's count alone races: `kubectl apply` of httpbin.yaml sets 3 replicas,
     so right after an apply + scale the table passes through other sizes on its way.
@@ -166,6 +168,6 @@ def httpbin_settled(cluster, ns: str, replicas: int):
         ):
             return None
         doc = table_doc(cluster, ns, "httpbin", 8000)
-        return doc if ready_endpoints(doc) == replicas else None
+        return doc if doc and len(doc.endpoints) == ready_endpoints(doc) == replicas else None
 
     return wait_until(settled, timeout=180, what=f"{ns}/httpbin settled at {replicas} pods")
