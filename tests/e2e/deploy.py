@@ -111,11 +111,12 @@ def table_doc(cluster, ns: str, svc: str, port: int, subset: str | None = None):
     return t.loads(json.loads(out)["data"][t.DATA_KEY])
 
 
-def configmap_versions(cluster) -> dict[str, str]:
-    """resourceVersion of every table ConfigMap (a write changes it)."""
-    items = cluster.kubectl_json(
-        "configmaps", "-n", TABLES_NS, "-l", f"{t.TABLE_LABEL}={t.TABLE_LABEL_VALUE}"
-    )["items"]
+def configmap_versions(cluster, ns: str | None = None, svc: str | None = None) -> dict[str, str]:
+    """resourceVersion of every table ConfigMap, or of one Service's (a write changes it)."""
+    selector = f"{t.TABLE_LABEL}={t.TABLE_LABEL_VALUE}"
+    if ns and svc:
+        selector += f",{t.LABEL_SERVICE_NAMESPACE}={ns},{t.LABEL_SERVICE_NAME}={svc}"
+    items = cluster.kubectl_json("configmaps", "-n", TABLES_NS, "-l", selector)["items"]
     return {i["metadata"]["name"]: i["metadata"]["resourceVersion"] for i in items}
 
 

@@ -149,7 +149,7 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(cluster, defaul
     )
 
     # 5. an invalid rule: Ready=False with Istio's message, the table untouched
-    before = configmap_versions(cluster)
+    before = configmap_versions(cluster, "default", "httpbin")  # other tests' tables may go
     seen = _uids(cluster)
     cluster.apply(MAGLEV % "65536")
     cond = wait_until(
@@ -170,7 +170,7 @@ def test_seed_rule_tables_follow_scale_switch_invalid_and_delete(cluster, defaul
         timeout=30,
         what="Warning Event for the invalid rule",
     )
-    assert configmap_versions(cluster) == before
+    assert configmap_versions(cluster, "default", "httpbin") == before
     assert table_doc(cluster, "default", "httpbin", 8000).policy.table_size == 65537
 
     # 6. delete the rule: its table is gone (the Service falls back to round robin)
