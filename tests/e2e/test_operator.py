@@ -199,7 +199,13 @@ spec:
     labels: {{track: canary}}
 """)
     _wait_endpoints(cluster, namespace, 2)
-    assert ready_endpoints(table_doc(cluster, namespace, "httpbin", 8000, "canary")) == 0
+    # the rule's tables are published once the rule is read (the round-robin table may come first)
+    canary = wait_until(
+        lambda: (d := table_doc(cluster, namespace, "httpbin", 8000, "canary")) and d,
+        timeout=30,
+        what="the canary subset table",
+    )
+    assert ready_endpoints(canary) == 0
     pod = cluster.kubectl_json("pods", "-n", namespace, "-l", "app=httpbin")["items"][0]
     cluster.kubectl("label", "pod", pod["metadata"]["name"], "-n", namespace, "track=canary")
     doc = wait_until(
