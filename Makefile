@@ -7,7 +7,7 @@ export GOTOOLCHAIN := local
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-unit test-lab test-kind lint bench bench-gateway bench-kind demo \
-	kind-demo kind-images kind-up kind-down lab-binaries clean
+	kind-demo kind-images kind-up kind-down lab-binaries clean istio-diff
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -66,6 +66,15 @@ bench-gateway: install ## gateway vs nginx vs HAProxy side by side on loopback
 
 demo: install lab-binaries ## the seed walkthrough, end to end on the lab
 	$(BIN)/tether demo
+
+ISTIO_VERSION := $(shell awk '$$1 == "istio.io/istio" {print $$2}' tools/istio-validate/go.mod)
+ISTIO_VALIDATE := $(or $(TETHER_CACHE_DIR),$(HOME)/.cache/tether)/istio-validate/$(ISTIO_VERSION)-$(shell go env GOVERSION 2>/dev/null)/istio-validate
+
+$(ISTIO_VALIDATE): tools/istio-validate/main.go tools/istio-validate/go.mod tools/istio-validate/go.sum
+	cd tools/istio-validate && go build -trimpath -o $@ .
+
+istio-diff: install $(ISTIO_VALIDATE) ## Istio's own webhook (built once, cached) vs tether on the verdict corpus
+	$(BIN)/python tools/istio-validate/corpus.py diff --harness $(ISTIO_VALIDATE)
 
 clean: ## remove build products in the repo (not the binary cache)
 	rm -rf build *.egg-info operator/*.egg-info .pytest_cache .ruff_cache

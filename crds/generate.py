@@ -15,7 +15,7 @@ in the direction of accepting more valid Istio YAML:
   fields, so fields added by newer Istio releases are stored rather than pruned;
 - ``httpCookie.attributes`` (Istio 1.28), ``zoneAwareLbSetting`` (1.31) and
   ``backendUtilization`` (Istio master) are included;
-- extra printer columns show tether's status (Ready, Algorithm, Endpoints).
+- extra printer columns show tether's status (Ready, Algorithm, Endpoints, Moved).
 """
 
 from __future__ import annotations
@@ -361,6 +361,12 @@ def printer_columns() -> list[Schema]:
         },
         {"name": "Algorithm", "type": "string", "jsonPath": ".status.algorithm"},
         {"name": "Endpoints", "type": "integer", "jsonPath": ".status.endpoints"},
+        {
+            "name": "Moved",
+            "type": "number",
+            "jsonPath": ".status.keysMoved",
+            "description": "fraction of the key space that moved on the last table change",
+        },
     ]
 
 

@@ -5,9 +5,13 @@ The models read real Istio YAML as the apiserver stores it. They mirror how Isti
 - Field presence is kept (``None`` = absent), because Istio's rules depend on it:
   ``consistentHash: {}`` is present, ``trafficPolicy: {}`` is an (invalid) empty policy,
   ``ttl`` absent means "never generate a cookie" while ``ttl: 0s`` means "session cookie".
-- Empty lists behave as absent, as repeated proto fields do.
-- Fields tether does not interpret (connectionPool, outlierDetection, tls, tunnel, ...) are kept
-  as plain mappings, and unknown keys anywhere are preserved (``extra="allow"``), never rejected.
+- Empty lists behave as absent, as repeated proto fields do; a ``null`` list item is the zero
+  value (an empty message, ``""``), as jsonpb decodes it (``tether.models.jsonpb``).
+- The sub-messages tether does not act on (connectionPool, outlierDetection, tls, tunnel, ...)
+  are decoded too (``istio_policy_types``), because Istio validates them; unknown keys anywhere
+  are preserved (``extra="allow"``), never rejected.
+- Fields are declared in proto order, so the first decoding failure is the one Istio reports,
+  with Go's text (``bad Duration: ...``, ``json: cannot unmarshal number ...``).
 - uint64 fields (``tableSize``, ``minimumRingSize``) accept an integer or a decimal string, as
   jsonpb does (istio/api#3445); durations follow Go ``time.ParseDuration``.
 - The two ``oneof`` groups of ``consistentHash`` and the ``lb_policy`` oneof of
@@ -20,98 +24,64 @@ The models read real Istio YAML as the apiserver stores it. They mirror how Isti
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     StrictBool,
     StrictStr,
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from tether.models.duration import Duration
+from tether.models.istio_policy_types import (
+    ClientTLSSettings,
+    ConnectionPoolSettings,
+    OutlierDetection,
+    ProxyProtocol,
+    RetryBudget,
+    TunnelSettings,
+)
+from tether.models.jsonpb import (
+    GO_DECODE,
+    Duration,
+    Messages,
+    ProtoModel,
+    Strings,
+    StrMap,
+    Uint32,
+    Uint32Map,
+    Uint64,
+    enum,
+    present,
+)
 
 GROUP = "networking.istio.io"
 KIND = "DestinationRule"
 API_VERSIONS = (f"{GROUP}/v1", f"{GROUP}/v1beta1", f"{GROUP}/v1alpha3")
 SIMPLE_LB = ("UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST")
-_UINT64_MAX = (1 << 64) - 1
-_UINT32_MAX = (1 << 32) - 1
 
 
 class DestinationRuleParseError(ValueError):
     """The object cannot be decoded as a DestinationRule (never published, never half-read)."""
 
 
-def _uint64(value: Any) -> int:
-    """jsonpb semantics: a JSON integer, or a string of decimal digits, within uint64."""
-    if isinstance(value, bool):
-        raise ValueError("must be an unsigned integer, not a boolean")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit():
-        number = int(value)
-    else:
-        raise ValueError(f"must be an unsigned integer or a string of digits, got {value!r}")
-    if not 0 <= number <= _UINT64_MAX:
-        raise ValueError(f"{number} is out of range for uint64")
-    return number
-
-
 def _simple(value: Any) -> str:
     """Enum by name (CRD form) or by number (jsonpb also accepts the number)."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(SIMPLE_LB):
-        return SIMPLE_LB[value]
-    if isinstance(value, str) and value in SIMPLE_LB:
-        return value
-    raise ValueError(f"unknown SimpleLB {value!r}; one of {', '.join(SIMPLE_LB)}")
+    try:
+        name = enum(SIMPLE_LB)(value)
+    except ValueError:
+        name = value
+    if not isinstance(name, str) or name not in SIMPLE_LB:
+        raise ValueError(f"unknown SimpleLB {value!r}; one of {', '.join(SIMPLE_LB)}")
+    return name
 
 
-def _null_empty(value: Any) -> Any:
-    """A JSON null list or map decodes like an absent one (proto repeated/map semantics)."""
-    return () if value is None else value
-
-
-def _null_map(value: Any) -> Any:
-    return {} if value is None else value
-
-
-_T = TypeVar("_T")
-Items = Annotated[tuple[_T, ...], BeforeValidator(_null_empty)]
-Uint64 = Annotated[int, BeforeValidator(_uint64)]
-Uint32 = Annotated[int, Field(ge=0, le=_UINT32_MAX, strict=True)]
 SimpleLB = Annotated[str, BeforeValidator(_simple)]
-StrMap = Annotated[dict[StrictStr, StrictStr], BeforeValidator(_null_map)]
 Opaque = dict[str, Any]  # a sub-message tether keeps but does not interpret
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="allow",
-        frozen=True,
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_is_absent(cls, data: Any) -> Any:
-        """jsonpb treats a JSON null field as unset; so do we."""
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
-        return data
-
-
-def _present(model: BaseModel, *names: str) -> list[str]:
-    """Names (camelCase) of the given fields that are present (not None)."""
-    return [to_camel(n) for n in names if getattr(model, n) is not None]
+_Model = ProtoModel
+_present = present
 
 
 class CookieAttribute(_Model):
@@ -123,7 +93,7 @@ class HTTPCookie(_Model):
     name: StrictStr = ""
     path: StrictStr = ""
     ttl: Duration | None = None  # None: never generate; 0s: generate a session cookie
-    attributes: Items[CookieAttribute | None] = ()
+    attributes: Messages[CookieAttribute] = ()
 
 
 class RingHash(_Model):
@@ -164,7 +134,7 @@ class ConsistentHashLB(_Model):
 
 class LocalityDistribute(_Model):
     from_: StrictStr = Field(default="", alias="from")
-    to: Annotated[dict[StrictStr, Uint32], BeforeValidator(_null_map)] = {}
+    to: Uint32Map = Field(default_factory=dict)
 
 
 class LocalityFailover(_Model):
@@ -173,16 +143,17 @@ class LocalityFailover(_Model):
 
 
 class LocalityLoadBalancerSetting(_Model):
-    distribute: Items[LocalityDistribute] = ()
-    failover: Items[LocalityFailover] = ()
-    failover_priority: Items[StrictStr] = ()
+    distribute: Messages[LocalityDistribute] = ()
+    failover: Messages[LocalityFailover] = ()
+    failover_priority: Strings = ()
     enabled: StrictBool | None = None
 
 
 class ZoneAwareLoadBalancerSetting(_Model):
     enabled: StrictBool | None = None
-    failover: Items[LocalityFailover] = ()
-    failover_priority: Items[StrictStr] = ()
+    failover: Messages[LocalityFailover] = ()
+    failover_priority: Strings = ()
+    min_cluster_size: Uint32 | None = None
 
 
 class WarmupConfiguration(_Model):
@@ -218,20 +189,20 @@ class PortSelector(_Model):
 class PortTrafficPolicy(_Model):
     port: PortSelector | None = None
     load_balancer: LoadBalancerSettings | None = None
-    connection_pool: Opaque | None = None
-    outlier_detection: Opaque | None = None
-    tls: Opaque | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
 
 
 class TrafficPolicy(_Model):
     load_balancer: LoadBalancerSettings | None = None
-    connection_pool: Opaque | None = None
-    outlier_detection: Opaque | None = None
-    tls: Opaque | None = None
-    port_level_settings: Items[PortTrafficPolicy | None] = ()
-    tunnel: Opaque | None = None
-    proxy_protocol: Opaque | None = None
-    retry_budget: Opaque | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
+    port_level_settings: Messages[PortTrafficPolicy] = ()
+    tunnel: TunnelSettings | None = None
+    proxy_protocol: ProxyProtocol | None = None
+    retry_budget: RetryBudget | None = None
 
     def port_policy(self, port: int) -> PortTrafficPolicy | None:
         """The first port-level entry for ``port`` (Istio: first match wins), or None."""
@@ -243,19 +214,19 @@ class TrafficPolicy(_Model):
 
 class Subset(_Model):
     name: StrictStr = ""
-    labels: StrMap | None = None
+    labels: StrMap = Field(default_factory=dict)
     traffic_policy: TrafficPolicy | None = None
 
 
 class WorkloadSelector(_Model):
-    match_labels: StrMap = {}
+    match_labels: StrMap = Field(default_factory=dict)
 
 
 class DestinationRuleSpec(_Model):
     host: StrictStr = ""
     traffic_policy: TrafficPolicy | None = None
-    subsets: Items[Subset | None] = ()
-    export_to: Items[StrictStr] = ()
+    subsets: Messages[Subset] = ()
+    export_to: Strings = ()
     workload_selector: WorkloadSelector | None = None
 
 
@@ -266,8 +237,8 @@ class ObjectMeta(_Model):
     generation: int | None = None
     resource_version: StrictStr | None = None
     creation_timestamp: datetime | None = None
-    labels: StrMap = {}
-    annotations: StrMap = {}
+    labels: StrMap = Field(default_factory=dict)
+    annotations: StrMap = Field(default_factory=dict)
 
 
 class DestinationRule(_Model):
@@ -326,7 +297,12 @@ def parse_destination_rule(obj: Any) -> DestinationRule:
     try:
         return DestinationRule.model_validate(obj)
     except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        if first["type"] == GO_DECODE and first["loc"][:1] == ("spec",):
+            # Istio's decoder stops at its first failure and reports Go's text alone.
+            raise DestinationRuleParseError(first["ctx"]["go"]) from None
         problems = [
-            f"{_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+            f"{_location(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in errors
         ]
         raise DestinationRuleParseError("; ".join(problems)) from None

@@ -6,15 +6,15 @@ jsonpb, which calls ``time.ParseDuration``. So ``300ms``, ``1.5h``, ``1m30s``, `
 (``seconds``, ``nanos``) by truncating toward zero, and Envoy reads cookie TTLs as
 ``ttl.seconds()`` (nanos ignored).
 
+The pydantic field type is ``tether.models.jsonpb.Duration`` (Istio's ``bad Duration: `` errors).
+
 Invariants: ``parse_go_duration`` accepts exactly the strings Go accepts and returns the same
 int64 nanoseconds; ``GoDuration.seconds`` equals proto ``Duration.seconds``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NamedTuple
-
-from pydantic import BeforeValidator, PlainSerializer
+from typing import NamedTuple
 
 _NS = 1
 _US = 1_000
@@ -144,19 +144,3 @@ class GoDuration(NamedTuple):
     def nanos(self) -> int:
         """Proto ``Duration.nanos``: the remainder, with the sign of the duration."""
         return self.nanoseconds - self.seconds * _S
-
-
-def _coerce(value: Any) -> GoDuration:
-    if isinstance(value, GoDuration):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f'duration must be a string such as "10s", got {value!r}')
-    return GoDuration(value, parse_go_duration(value))
-
-
-Duration = Annotated[
-    GoDuration,
-    BeforeValidator(_coerce),
-    PlainSerializer(lambda d: d.text, return_type=str),
-]
-"""Pydantic field type for a protobuf Duration written as a Go duration string."""

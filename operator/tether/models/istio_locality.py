@@ -1,6 +1,7 @@
 """Istio's checks of ``localityLbSetting`` and ``zoneAwareLbSetting`` (rules #24-#29).
 
-Mirrors ``agent.ValidateLocalityLbSetting``: the first structural problem returns at once, the
+Mirrors ``agent.ValidateLocalityLbSetting`` and ``agent.ValidateZoneAwareLbSetting`` (1.31):
+the first structural problem of a locality setting returns at once, the
 missing-outlier-detection notice is a *warning*, failover entries are all checked. Go iterates
 maps in random order; tether uses the document order, so with several bad weights the message
 is Istio's for one of the possible orders.
@@ -115,7 +116,33 @@ def validate_locality_lb(
 def validate_zone_aware_lb(
     za: ZoneAwareLoadBalancerSetting | None, has_outlier_detection: bool
 ) -> Validation:
-    """The part of Istio's zone-aware check documented in the reference: warning #28."""
-    if za is not None and (za.failover or za.failover_priority) and not has_outlier_detection:
-        return warning(_FAILOVER_WARNING)
-    return Validation()
+    """Istio ``ValidateZoneAwareLbSetting``: no topology label in ``failoverPriority``, the
+    missing-outlier-detection warning, then every failover entry (all checked, none returns)."""
+    v = Validation()
+    if za is None:
+        return v
+    for label in za.failover_priority:
+        if label in TOPOLOGY_LABELS:
+            v = append_validation(
+                v,
+                f"'failover_priority' for zone aware lb must not use topology label '{label}'; "
+                "region- and zone-level routing are handled automatically",
+            )
+    if (za.failover or za.failover_priority) and not has_outlier_detection:
+        v = append_validation(v, warning(_FAILOVER_WARNING))
+    for failover in za.failover:
+        if failover.from_ == failover.to:
+            v = append_validation(
+                v, "zone aware lb failover settings must specify different regions"
+            )
+        if "/" in failover.from_ or "/" in failover.to:
+            v = append_validation(
+                v,
+                "zone aware lb failover only specifies region; zone and subzone failover are "
+                "handled automatically",
+            )
+        if "*" in failover.to or "*" in failover.from_:
+            v = append_validation(
+                v, "zone aware lb failover region should not contain '*' wildcard"
+            )
+    return v

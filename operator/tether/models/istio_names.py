@@ -90,6 +90,15 @@ def validate_dns1123_labels(domain: str) -> str | None:
     return None
 
 
+def validate_fqdn(fqdn: str) -> str | None:
+    """Istio ``agent.ValidateFQDN``: length and emptiness first, then every label."""
+    if _glen(fqdn) > 255:
+        return f"domain name {go_quote(fqdn)} too long (max 255)"
+    if not fqdn:
+        return "empty domain name not allowed"
+    return validate_dns1123_labels(fqdn)
+
+
 def validate_wildcard_domain(domain: str) -> str | None:
     """Istio ``agent.ValidateWildcardDomain``: the DestinationRule ``host`` check."""
     if _glen(domain) > 255:

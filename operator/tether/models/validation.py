@@ -1,10 +1,16 @@
 """Validate a DestinationRule: Istio's rules first, then tether's own.
 
 ``validate(dr)`` runs Istio's webhook rules (``istio_validation``) and then checks that Istio
-accepts but Envoy would reject or tether cannot honour, each with a message that says so:
+accepts but Envoy would reject or tether cannot honour, each with a message that says so
+(``STRICTER_THAN_ISTIO`` lists them with their reason; the README shows the same table):
 
 - ``httpHeaderName: ""`` / ``httpQueryParameterName: ""`` (Envoy requires a non-empty name);
-- a ring size above 8388608 (Envoy's ``ring_hash`` limit, the proxy would NACK it);
+- ``maglev.tableSize: 1`` (Envoy's ``isPrime`` passes 1, then its Maglev build computes
+  ``hash % (tableSize - 1)``, a division by zero);
+- tables beyond tether's per-rule budget (``table_cost``): a rule's tables are built in one pass
+  of the operator, so one huge rule must not delay every other Service; this also bounds a
+  single ring to 65536 entries (Envoy accepts up to 8388608), the largest that still ships in a
+  ConfigMap instead of being rebuilt by every gateway;
 - unusable ``tether.dev/*`` annotations (see ``tether_annotations``).
 
 An invalid rule must never change a published table: the operator sets ``Ready=False``, reason
@@ -21,13 +27,31 @@ from tether.models.destinationrule import (
     DestinationRule,
     DestinationRuleParseError,
     LoadBalancerSettings,
+    TrafficPolicy,
     parse_destination_rule,
 )
 from tether.models.go_errors import Err, Validation, append_validation
 from tether.models.istio_validation import validate_istio
-from tether.models.tether_annotations import parse_tether_annotations
+from tether.models.tether_annotations import TetherOptions, parse_tether_annotations
 
-ENVOY_MAX_RING_SIZE = 8388608
+TABLE_BUDGET = 1 << 21  # weighted table entries per service port for one rule (~1 s to plan)
+RING_ENTRY_WEIGHT = 32  # a ring entry costs ~32 Maglev slots to build, encode and compare
+TABLE_BASE_COST = 4096  # any table, even round robin: endpoints, document, checksum
+DEFAULT_RING, DEFAULT_MAGLEV = 1024, 65537
+STRICTER_THAN_ISTIO: tuple[tuple[str, str], ...] = (
+    ("httpHeaderName must not be empty", "Envoy rejects an empty header name"),
+    ("httpQueryParameterName must not be empty", "Envoy rejects an empty parameter name"),
+    (
+        "tableSize 1 is not usable for maglev",
+        "Envoy's isPrime passes 1, then its Maglev build divides by tableSize - 1 (zero)",
+    ),
+    (
+        "tables too large for tether",
+        "one rule's tables are planned in one pass; a bounded cost keeps every other "
+        "Service's tables on time (also caps a ring at 65536 entries, the most a ConfigMap holds)",
+    ),
+    ("annotation tether.dev/", "tether's own options must be usable"),
+)
 INVALID_PREFIX = "configuration is invalid: "
 DECODE_PREFIX = "error decoding configuration: "
 
@@ -72,8 +96,39 @@ def load_balancers(dr: DestinationRule) -> Iterator[LoadBalancerSettings]:
                 yield entry.load_balancer
 
 
+def _lb_cost(lb: LoadBalancerSettings | None, options: TetherOptions) -> int:
+    """Weighted entries of the table one loadBalancer asks for (see TABLE_BUDGET)."""
+    ch = lb.consistent_hash if lb is not None else None
+    if ch is None:
+        return TABLE_BASE_COST
+    if ch.maglev is not None and options.algorithm is None:
+        size = DEFAULT_MAGLEV if options.maglev_table_size_auto else ch.maglev.table_size
+        return max(TABLE_BASE_COST, size)
+    ring = ch.ring_hash.minimum_ring_size if ch.ring_hash is not None else ch.minimum_ring_size
+    return RING_ENTRY_WEIGHT * max(ring, DEFAULT_RING)
+
+
+def _policy_lbs(policy: TrafficPolicy | None) -> list[LoadBalancerSettings | None]:
+    if policy is None:
+        return [None]
+    return [policy.load_balancer] + [e.load_balancer for e in policy.port_level_settings]
+
+
+def table_cost(dr: DestinationRule, options: TetherOptions) -> int:
+    """Upper bound of the weighted table entries one service port of this rule needs: the
+    top-level table plus one per subset, each at its largest candidate (port-level or not)."""
+    top = _policy_lbs(dr.spec.traffic_policy)
+    cost = max(_lb_cost(lb, options) for lb in top)
+    for subset in dr.spec.subsets:
+        policy = subset.traffic_policy
+        own = _policy_lbs(policy) if policy and policy.load_balancer else []
+        cost += max(_lb_cost(lb, options) for lb in [*own, *top])
+    return cost
+
+
 def _tether_errors(dr: DestinationRule) -> list[str]:
     errors: list[str] = []
+    options, annotation_errors = parse_tether_annotations(dr.metadata.annotations)
     for lb in load_balancers(dr):
         ch = lb.consistent_hash
         if ch is None:
@@ -84,28 +139,36 @@ def _tether_errors(dr: DestinationRule) -> list[str]:
             errors.append(
                 "httpQueryParameterName must not be empty (Envoy rejects an empty parameter name)"
             )
-        ring = max(ch.minimum_ring_size, ch.ring_hash.minimum_ring_size if ch.ring_hash else 0)
-        if ring > ENVOY_MAX_RING_SIZE:
+        if ch.maglev is not None and ch.maglev.table_size == 1:
             errors.append(
-                f"minimumRingSize {ring} exceeds Envoy's maximum ring size {ENVOY_MAX_RING_SIZE}"
+                "tableSize 1 is not usable for maglev (Envoy would divide by tableSize - 1)"
             )
-    errors += parse_tether_annotations(dr.metadata.annotations)[1]
-    return errors
+    cost = table_cost(dr, options)
+    if cost > TABLE_BUDGET:
+        errors.append(
+            f"tables too large for tether: {cost} weighted entries per service port (a ring "
+            f"entry counts {RING_ENTRY_WEIGHT}, a Maglev slot 1, any table at least "
+            f"{TABLE_BASE_COST}), over the budget of {TABLE_BUDGET} per rule"
+        )
+    return errors + annotation_errors
 
 
-def validate(dr: DestinationRule) -> ValidationResult:
-    """Istio's errors and warnings, then tether's errors; ``valid`` iff Istio and tether accept."""
+def validate(dr: DestinationRule, *, stricter: bool = True) -> ValidationResult:
+    """Istio's errors and warnings, then (``stricter``, and only when Istio accepts) tether's own
+    errors; ``valid`` iff Istio and tether accept. ``stricter=False`` gives Istio's verdict."""
     v = validate_istio(dr)
-    for message in _tether_errors(dr):
+    # tether's own checks judge only what Istio accepts, so a rule Istio refuses gets exactly
+    # Istio's message
+    for message in _tether_errors(dr) if stricter and not v.err else ():
         v = append_validation(v, message)
     return ValidationResult.from_validation(v)
 
 
-def check(obj: Any) -> tuple[DestinationRule | None, ValidationResult]:
+def check(obj: Any, *, stricter: bool = True) -> tuple[DestinationRule | None, ValidationResult]:
     """Decode and validate a raw object; the rule is None when it cannot be decoded."""
     try:
         dr = parse_destination_rule(obj)
     except DestinationRuleParseError as exc:
         err = Err.of(str(exc))
         return None, ValidationResult(err.messages, (), err.text(), DECODE_PREFIX)
-    return dr, validate(dr)
+    return dr, validate(dr, stricter=stricter)

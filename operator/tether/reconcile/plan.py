@@ -124,8 +124,10 @@ def _seal(
     table = tables.build(doc.policy, doc.endpoints, ship=True)
     sealed = doc.model_copy(update={"table": table}).sealed()
     text = sealed.dumps()
-    if len(text) > t.MAX_DOCUMENT_BYTES:  # too big for a ConfigMap: the gateway rebuilds it
-        table = tables.build(doc.policy, doc.endpoints, ship=False)
+    if len(text) > t.MAX_DOCUMENT_BYTES and table is not None:
+        # too big for a ConfigMap: ship without the data (the gateway rebuilds and checks the
+        # digest); dropping it is what build(ship=False) gives, without building twice
+        table = table.model_copy(update={"data": None})
         sealed = doc.model_copy(update={"table": table}).sealed()
         text = sealed.dumps()
     prev = previous.get(name)
