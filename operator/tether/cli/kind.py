@@ -87,10 +87,10 @@ def _up(args: argparse.Namespace) -> int:
 {took:.0f} s in all, cluster {meta.get("up_seconds", 0):.0f} s, image load \
 {time.monotonic() - t_cluster:.0f} s
 
-  export KUBECONFIG={c.kubeconfig}
-  kubectl apply -f crds/ && kubectl apply -k deploy/kind     # operator + gateway
-  kubectl apply -f deploy/examples/httpbin.yaml
-  curl http://127.0.0.1:{meta["host_port"]}/status/418         # the gateway, from this host
+  tether kind exec --name {c.name} -- kubectl apply -f crds/        # KUBECONFIG={c.kubeconfig}
+  tether kind exec --name {c.name} -- kubectl apply -k deploy/kind   # operator + gateway
+  tether kind exec --name {c.name} -- kubectl apply -f deploy/examples/httpbin.yaml
+  curl http://127.0.0.1:{meta["host_port"]}/status/418            # the gateway, from this host
 
   stop: tether kind down --name {c.name}"""
     )
