@@ -52,7 +52,7 @@ def prepare(mode: str, tether: bool = True) -> tuple[str, dict]:
         )
     from tether.lab.build import k8s_ldflags
 
-    report = build.build_all(lab_bins(), k8s_ldflags(), _say, tether=tether)
+    report = build.build_all(lab_bins(), k8s_ldflags(), _say, tether=tether, node=mode == "offline")
     image = images.NODE_IMAGE if mode == "offline" else cluster.pull_node_image(_say)
     return image, report
 

@@ -19,12 +19,16 @@ Progress = Callable[[str], None]
 
 
 def build_all(
-    lab_bins: Path, ldflags: str, say: Progress = lambda _m: None, tether: bool = True
+    lab_bins: Path,
+    ldflags: str,
+    say: Progress = lambda _m: None,
+    tether: bool = True,
+    node: bool = True,
 ) -> dict:
     """Build (or reuse) every image; return {'images': [...], 'seconds': {...}, ...}.
 
-    Invariant on return: the node image, go-httpbin's image and (if `tether`) tether:dev exist
-    locally with inputs matching this checkout; nothing was pulled from a registry.
+    Invariant on return: the node image (if `node`), go-httpbin's image and (if `tether`)
+    tether:dev exist locally with inputs matching this checkout; nothing was pulled.
     """
     seconds: dict[str, float] = {}
 
@@ -37,11 +41,13 @@ def build_all(
     go_bins = timed("go binaries", gobuild.ensure_go_binaries, ldflags, say)
     debian = timed("debian base", images.debian_base, say)
     python = timed("python base", images.python_base, debian, say)
-    base = timed("kind base", images.kind_base, debian, say)
-    components = timed("component images", images.component_images, lab_bins, go_bins, base, say)
-    timed("node image", images.node_image, base, go_bins, lab_bins, components, say)
+    built = [v.HTTPBIN_IMAGE]
+    if node:  # offline mode; pull mode takes kindest/node instead
+        base = timed("kind base", images.kind_base, debian, say)
+        comps = timed("component images", images.component_images, lab_bins, go_bins, base, say)
+        timed("node image", images.node_image, base, go_bins, lab_bins, comps, say)
+        built.insert(0, images.NODE_IMAGE)
     timed("go-httpbin image", images.httpbin_image, go_bins, say)
-    built = [images.NODE_IMAGE, v.HTTPBIN_IMAGE]
     if tether:
         timed("tether image", images.tether_image, python, say)
         built.append(v.TETHER_IMAGE)
