@@ -27,7 +27,6 @@ from tether.kind.netns import in_netns
 from tether.kind.paths import cache_dir
 
 DEFAULT_NAME = "tether"
-LABEL_PREFIX = "io.x-k8s.kind.cluster"
 
 
 class KindError(RuntimeError):

@@ -12,7 +12,6 @@ Invariants:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -185,8 +184,3 @@ def image_exists(ref: str) -> bool:
         ).returncode
         == 0
     )
-
-
-def environ_without_proxy() -> dict[str, str]:
-    """The environment for docker builds (unchanged; a hook for proxy settings)."""
-    return dict(os.environ)
