@@ -50,6 +50,7 @@ def register(subparsers) -> None:
     _add(t, "shutdown-delay", 0.0, "SIGTERM: keep serving (unready) this long first", float)
     _add(t, "max-header-bytes", 65536, "request head size limit (431 above)", int)
     _add(t, "max-body-bytes", 0, "request body limit, 0 = unlimited (413 above)", int)
+    _add(t, "max-pipelined", 16, "requests queued behind the one answered; reading pauses", int)
     _add(t, "connect-attempts", 3, "endpoints tried when connecting fails", int)
     _add(t, "eject-seconds", 5.0, "skip an endpoint this long after it refused", float)
     o = p.add_argument_group("operability")
@@ -91,6 +92,7 @@ def config_from_args(args: argparse.Namespace):
         shutdown_delay=args.shutdown_delay,
         max_header_bytes=args.max_header_bytes,
         max_body_bytes=args.max_body_bytes,
+        max_pipelined=max(1, args.max_pipelined),
         connect_attempts=max(1, args.connect_attempts),
         eject_seconds=args.eject_seconds,
         access_log=args.access_log,

@@ -37,12 +37,17 @@ Behaviour users see:
   endpoints already tried or recently refused (``--eject-seconds``), at most
   ``--connect-attempts`` endpoints. A pooled connection the upstream closed before answering
   a body-less request is retried once on a fresh connection.
-- Errors answered by the gateway (text/plain, the reason in the body): 400 malformed request,
-  404 no route for the Host, 405 CONNECT, 408 request head timeout, 413 body limit, 431 head
-  limit, 502 upstream connect failed / bad upstream response, 503 no ready endpoint or tables
-  not loaded yet, 504 upstream (connect) timeout.
+- Errors answered by the gateway (text/plain, the reason in the body): 400 malformed request
+  (framing, Host, target, HTTP/1.0 with Transfer-Encoding), 404 no route for the Host, 405
+  CONNECT, 408 request head or body timeout, 413 body limit (a declared length at once), 431
+  head limit, 502 upstream connect failed / bad upstream response, 503 no ready endpoint,
+  tables not loaded yet or too many pipelined requests, 504 upstream (connect) timeout, 505
+  HTTP version. Limits, per-direction timers and the pipelining bound: ``flow``.
+- Message integrity: Connection tokens never remove the fields the message is framed or
+  routed by (``http.CONNECTION_KEEPS``); trailers never become headers; no body is relayed
+  after a response that has none.
 - Not supported: Upgrade/WebSocket and CONNECT tunnels (Upgrade is hop-by-hop and dropped),
-  HTTP/2, TLS, request trailers (dropped when re-chunking).
+  HTTP/2, TLS, request trailers (dropped).
 - Access log: one JSON line per request (``accesslog``); metrics on the admin port
   (``metrics``); ``/healthz`` and ``/readyz`` (``admin``).
 """

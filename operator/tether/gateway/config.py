@@ -29,11 +29,16 @@ class GatewayConfig:
     trusted_proxies: tuple[Network, ...] = ()
     connect_timeout: float = 2.0
     header_timeout: float = 10.0  # client must send a complete request head within this
-    idle_timeout: float = 60.0  # client keep-alive connection idle between requests
-    upstream_timeout: float = 30.0  # wait for the response head / gap between upstream reads
+    # Client inactivity, each direction on its own: no request byte while idle between requests
+    # or while a request body is owed; no response byte taken while the gateway holds some.
+    idle_timeout: float = 60.0
+    # Upstream inactivity: from the last request byte sent to the response head, then between
+    # response reads (not while the gateway itself stopped reading because the client is slow).
+    upstream_timeout: float = 30.0
     upstream_idle_timeout: float = 15.0  # pooled upstream connection unused this long is closed
     max_header_bytes: int = 65536
     max_body_bytes: int = 0  # 0 = unlimited (streamed, never buffered whole)
+    max_pipelined: int = 16  # requests queued behind the one being answered; reading pauses
     connect_attempts: int = 3  # endpoints tried on connect failure (Envoy retry semantics)
     eject_seconds: float = 5.0  # an endpoint that refused a connection is skipped this long
     drain_timeout: float = 25.0  # SIGTERM: in-flight requests get at most this long

@@ -37,6 +37,15 @@ REQUEST_HEADER_CLASS: dict[bytes, int] = {
     b"expect": H_EXPECT,
 }
 
+# Connection tokens that are ignored (RFC 9110 §7.6.1 asks senders never to name end-to-end fields;
+# nginx and Envoy ignore every token). These name fields the gateway itself frames, routes or
+# rewrites the message by: removing them would let the upstream read a different message than the
+# one the gateway framed and routed (a body parsed as the next request, another route).
+CONNECTION_KEEPS: frozenset[bytes] = frozenset(
+    (b"content-length", b"transfer-encoding", b"host", b"cookie", b"x-forwarded-for",
+     b"x-forwarded-proto", b"close", b"keep-alive")
+)  # fmt: skip
+
 # Response lines removed before the head goes to the client (lower-cased, with the leading CRLF
 # so only whole header names match; llhttp rejects whitespace before the colon).
 RESPONSE_HOP_MARKERS: tuple[bytes, ...] = (
@@ -67,6 +76,7 @@ REASONS = {
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
 }
 
 
@@ -116,9 +126,8 @@ def strip_response_hop_headers(head: bytes) -> tuple[bytes, bytes]:
         if marker == b"\r\nconnection:":
             named = values
     for value in named:
-        for token in value.split(b","):
-            token = token.strip()
-            if token and token not in (b"keep-alive", b"close"):
+        for token in connection_tokens(value):
+            if token not in CONNECTION_KEEPS:
                 head, low, _ = _strip_lines(head, low, b"\r\n" + token + b":")
     return head, low
 
@@ -126,6 +135,39 @@ def strip_response_hop_headers(head: bytes) -> tuple[bytes, bytes]:
 def connection_tokens(value: bytes) -> list[bytes]:
     """Lower-cased tokens of a Connection header value (``close``, ``keep-alive``, names)."""
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+# RFC 3986 reg-name characters (unreserved, pct-encoded, sub-delims) without the comma: a Host
+# listing several names is refused, never routed by one of them.
+_REG_NAME = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+;="
+_IPV6 = b"0123456789abcdefABCDEF:."
+
+
+def valid_host(value: bytes) -> bool:
+    """True for an RFC 9112 §3.2 Host value: ``uri-host [":" port]``, or empty.
+
+    ``uri-host`` is a reg-name (no comma, no userinfo) or a bracketed IPv6 literal; the port
+    is at most 5 digits. Surrounding whitespace must be stripped by the caller.
+    """
+    if value[:1] == b"[":
+        end = value.find(b"]")
+        if end < 3 or value[1:end].translate(None, _IPV6):
+            return False
+        rest = value[end + 1 :]
+    else:
+        name, colon, port = value.partition(b":")
+        if name.translate(None, _REG_NAME):
+            return False
+        rest = colon + port
+    if not rest:
+        return True
+    return rest[:1] == b":" and len(rest) <= 6 and (len(rest) == 1 or rest[1:].isdigit())
+
+
+def final_chunked(te_values: list[bytes]) -> bool:
+    """True when the last transfer coding of the Transfer-Encoding values is ``chunked``."""
+    codings = connection_tokens(b",".join(te_values))
+    return bool(codings) and codings[-1] == b"chunked"
 
 
 def split_host_port(host: bytes) -> tuple[bytes, int | None]:
@@ -142,8 +184,9 @@ def split_host_port(host: bytes) -> tuple[bytes, int | None]:
     return name, int(port) if port.isdigit() else None
 
 
-F_CHUNKED = 1  # response has Transfer-Encoding
+F_CHUNKED = 1  # response is chunked (Transfer-Encoding whose final coding is chunked)
 F_LENGTH = 2  # response has Content-Length
+F_TE = 4  # response has Transfer-Encoding not ending in chunked: its body runs until close
 _HEAD_CACHE: dict[bytes, tuple[bytes, int]] = {}
 _HEAD_CACHE_MAX = 2048
 
@@ -158,9 +201,10 @@ def response_head(head: bytes) -> tuple[bytes, int]:
     if hit is not None:
         return hit
     stripped, low = strip_response_hop_headers(head)
-    flags = (F_CHUNKED if b"\r\ntransfer-encoding:" in low else 0) | (
-        F_LENGTH if b"\r\ncontent-length:" in low else 0
-    )
+    flags = F_LENGTH if b"\r\ncontent-length:" in low else 0
+    if b"\r\ntransfer-encoding:" in low:
+        _, _, codings = _strip_lines(stripped, low, b"\r\ntransfer-encoding:")
+        flags |= F_CHUNKED if final_chunked(codings) else F_TE
     if len(_HEAD_CACHE) >= _HEAD_CACHE_MAX:
         _HEAD_CACHE.clear()
     hit = _HEAD_CACHE[head] = (stripped, flags)

@@ -1,22 +1,20 @@
 """Client side of the proxy: parse requests (httptools), route, pick, relay, answer errors.
 
-Invariants:
-- Requests on one client connection are answered strictly in order; pipelined requests wait
-  (their bodies buffered, reading paused past 1 MiB) until the one before them is answered.
+Invariants (the rest, about ending exchanges, order, memory and timers, in flow.py):
 - A request body is streamed, never buffered whole: pieces go upstream as they arrive, and
   reading pauses while the upstream cannot take more (and vice versa for responses).
-- Every exchange ends exactly once (``_end``): one access-log line, one metrics update, the
-  route's in-flight count restored.
+- What the upstream receives is the message the gateway framed and routed: the same body
+  length, Host and Cookie (Connection tokens naming them are ignored, see http.py), and no
+  trailer field ever becomes a header.
 - The gateway answers by itself only with a small text body naming the reason: 400 malformed
-  request, 404 no route, 408 header timeout, 413/431 size limits, 502 upstream connect failed
-  or bad response, 503 no healthy endpoint, 504 upstream timeout.
+  request (bad Host, target or framing), 404 no route, 408 request timeout, 413/431 size
+  limits, 502 upstream connect failed or bad response, 503 no healthy endpoint or too many
+  pipelined requests, 504 upstream timeout, 505 HTTP version.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from time import perf_counter
 
 from httptools import (
@@ -26,10 +24,12 @@ from httptools import (
     HttpRequestParser,
 )
 
-from tether.hashing import generate_cookie_value
+from tether.hashing import HeaderKey, generate_cookie_value
 
 from .exchange import Exchange
+from .flow import ClientFlow
 from .http import (
+    CONNECTION_KEEPS,
     H_CONNECTION,
     H_COOKIE,
     H_HOST,
@@ -38,21 +38,14 @@ from .http import (
     H_XFP,
     REQUEST_HEADER_CLASS,
     connection_tokens,
-    local_response,
 )
+from .request import Refuse, check_host, check_target, check_version, declared_length
 from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 
 log = logging.getLogger("tether.gateway")
 
-_PAUSE_BYTES = 1 << 20
 _CLASS_GET = REQUEST_HEADER_CLASS.get
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
+_LINE_MIN = 15  # bytes of a request line besides its target: "GET" SP SP "HTTP/1.1" CRLF
 
 
 def _addr(sockaddr) -> str:
@@ -61,7 +54,7 @@ def _addr(sockaddr) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class ClientProtocol(asyncio.Protocol):
+class ClientProtocol(ClientFlow):
     """One downstream connection; see module docstring."""
 
     __slots__ = (
@@ -71,15 +64,19 @@ class ClientProtocol(asyncio.Protocol):
         "body_left",
         "boundary",
         "closed",
+        "completed",
         "cur",
-        "data",
         "deadline",
-        "fresh",
+        "feeds",
         "fwd_tail",
         "gw",
-        "head_pending",
+        "hcarry",
+        "hfeed",
+        "hsize",
         "ignore",
         "in_msg",
+        "linger_end",
+        "lingering",
         "max_head",
         "parser",
         "peer",
@@ -88,7 +85,12 @@ class ClientProtocol(asyncio.Protocol):
         "peer_trusted",
         "queue",
         "read_paused",
+        "stalled",
+        "stash",
         "transport",
+        "wdeadline",
+        "wpaused",
+        "wsize",
     )
 
     def __init__(self, gw) -> None:
@@ -97,18 +99,27 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = None
         self.cur: Exchange | None = None
         self.active: Exchange | None = None
-        self.queue: deque[Exchange] | None = None
+        self.queue = None
         self.deadline = 0.0
         self.closed = False
         self.ignore = False
-        self.read_paused = False
+        self.lingering = False  # refused: reading and discarding until the client stops
+        self.linger_end = 0.0
+        self.read_paused = 0  # flow.HOLD_* reasons
+        self.stalled = False  # max_pipelined requests queued: the parser waits
+        self.stash: bytes | None = None  # the unparsed rest of a read while stalled
+        self.wpaused = False  # the client does not take its responses (pause_writing)
+        self.wsize = 0  # write buffer size at the last sweep
+        self.wdeadline = 0.0
         self.boundary = True  # llhttp sits between messages: the next byte starts a request
         self.body_left = 0  # fast path: bytes of body_ex's Content-Length body still to come
         self.body_ex: Exchange | None = None
         self.in_msg = False  # llhttp is inside a message (on_message_begin .. _complete)
-        self.head_pending = 0
-        self.data = b""
-        self.fresh = True
+        self.feeds = 0  # reads fed to llhttp
+        self.completed = 0  # requests llhttp completed
+        self.hfeed = 0  # the read in which the head being parsed began
+        self.hsize = 0  # bytes of that head seen by the parser callbacks (a lower bound)
+        self.hcarry = 0  # bytes of that head counted read by read (a lower bound)
         self.max_head = gw.config.max_header_bytes
         self._cookie: str | None = None
         self.peer = ("", 0)
@@ -140,36 +151,21 @@ class ClientProtocol(asyncio.Protocol):
         self.gw.clients.discard(self)
         ex = self.active
         if ex is not None and not ex.finished:
-            up = ex.upstream
-            if up is not None:  # the response can no longer be delivered: drop that connection
-                up.ex = None
-                if up.transport is not None:
-                    up.transport.close()
             ex.error = ex.error or "client closed the connection"
             if not ex.resp_started:
                 ex.status = 499
-            self._end(ex, close=True)
+            self._end(ex, close=True)  # drops the upstream connection still bound to it
         self.queue = None
-
-    def pause_writing(self) -> None:
-        """The client reads slowly: stop reading the upstream that feeds it (backpressure)."""
-        ex = self.active
-        up = ex.upstream if ex is not None else None
-        if up is not None and up.transport is not None:
-            up.rpaused = True
-            up.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        """The client caught up: resume the upstream paused by pause_writing."""
-        ex = self.active
-        up = ex.upstream if ex is not None else None
-        if up is not None and up.transport is not None and up.rpaused:
-            up.rpaused = False
-            up.transport.resume_reading()
+        self.stash = None
 
     def data_received(self, data: bytes) -> None:
         """Frame requests from the client's bytes: the native scan first, llhttp for the rest."""
         if self.ignore:
+            if self.lingering:  # discarded while the refusal's close lingers
+                self.deadline = self.gw.clock + self.linger_quiet()
+            return
+        if self.stash is not None:  # stalled (reading is paused): keep the order
+            self.stash += data
             return
         if self.body_left:
             data = self._body_data(data)
@@ -206,6 +202,7 @@ class ClientProtocol(asyncio.Protocol):
                     if got < clen:  # the rest of the body comes in later reads
                         self.body_left = clen - got
                         self.body_ex = ex
+                        self.deadline = self.gw.clock + self.gw.config.idle_timeout
                     else:
                         ex.body_done = True
                     end += got
@@ -218,7 +215,7 @@ class ClientProtocol(asyncio.Protocol):
                 if method == b"HEAD":
                     ex.is_head = True
                 ex.t0 = perf_counter()
-                if self.active is None:
+                if self.active is None and not self.queue:
                     self.active = ex
                     self._dispatch(ex)
                 else:
@@ -228,6 +225,9 @@ class ClientProtocol(asyncio.Protocol):
                 if self.ignore or end == len(data):
                     return
                 start = end
+                if self.stalled:  # max_pipelined queued: the rest waits, reading is paused
+                    self._stash_rest(data[start:])
+                    return
             if start:
                 data = data[start:]
         self._slow_data(data)
@@ -241,16 +241,17 @@ class ClientProtocol(asyncio.Protocol):
         n = len(piece)
         self.body_left = left = left - n
         ex.body_size += n
+        gw = self.gw
+        self.deadline = gw.clock + gw.config.idle_timeout
         if not ex.finished:
             up = ex.upstream
             if up is not None and up.transport is not None:
                 up.transport.write(piece)
+                up.deadline = gw.clock + gw.config.upstream_timeout
             else:
                 ex.pending.append(piece)
                 ex.pending_size += n
-                if ex.pending_size > _PAUSE_BYTES and not self.read_paused:
-                    self.read_paused = True
-                    self.transport.pause_reading()
+                self.buffering(ex)
         if not left:
             ex.body_done = True
             self.body_ex = None
@@ -267,13 +268,14 @@ class ClientProtocol(asyncio.Protocol):
     def _slow_data(self, data: bytes) -> None:
         """Feed llhttp (the callbacks below); it is the judge of anything the fast path left."""
         self.boundary = False
-        self.data = data
-        self.fresh = self.cur is None  # a new message starts at data[0]
+        self.feeds += 1
+        fresh = not self.in_msg  # a request starts at data[0] (after optional CRLFs)
+        completed = self.completed
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _Reject):
+            if isinstance(cause, Refuse):
                 self._reject(cause.status, cause.text)
                 return
             log.exception("internal error while handling a request", exc_info=cause)
@@ -294,29 +296,36 @@ class ClientProtocol(asyncio.Protocol):
         self.boundary = not self.in_msg
         cur = self.cur
         if cur is not None and not cur.head_done:
-            self.head_pending += len(data)
-            if self.head_pending > self.gw.config.max_header_bytes:
+            # A head continues in the next read. Its size so far, as a lower bound: what the
+            # callbacks saw of it in the read it began in, then every later read whole.
+            if self.hfeed == self.feeds:
+                # nothing else was in this read: all of it is this head; else (requests before
+                # it) what the callbacks saw, at most one read short
+                self.hcarry = len(data) if fresh and completed == self.completed else self.hsize
+                self.deadline = self.gw.clock + self.gw.config.header_timeout
+            else:
+                self.hcarry += len(data)
+            if self.hcarry > self.max_head:
                 self._reject(431, "request head too large")
                 return
-            if self.head_pending == len(data):
-                self.deadline = self.gw.clock + self.gw.config.header_timeout
         ex = self.active
         if ex is not None and ex.pending:
             up = ex.upstream
             if up is not None and up.transport is not None:
                 pending = ex.pending
                 up.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+                up.deadline = self.gw.clock + self.gw.config.upstream_timeout
                 ex.pending = []
                 ex.pending_size = 0
-                if self.read_paused:
-                    self.read_paused = False
-                    self.transport.resume_reading()
+                self.flushed()
 
     # -- parser callbacks (the slow path) ---------------------------------------------------
 
     def on_message_begin(self) -> None:
         """llhttp: a request starts."""
         self.in_msg = True
+        self.hsize = 0
+        self.hfeed = self.feeds
 
     def on_url(self, url: bytes) -> None:
         """llhttp: (part of) the request target; the first part creates the exchange."""
@@ -326,18 +335,30 @@ class ClientProtocol(asyncio.Protocol):
             ex.headers = []
             ex.cookies = []
             ex.pending = []
+            self.hsize += _LINE_MIN
         else:
             ex.path += url
+        self.hsize += len(url)
+        if self.hsize > self.max_head:
+            raise Refuse(431, "request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        """llhttp: one header, classified (hop-by-hop, cookie, forwarded, kept)."""
+        """llhttp: one header, classified (hop-by-hop, cookie, forwarded, kept); trailer
+        fields (after a chunked body) are dropped: they never become request headers."""
         ex = self.cur
+        if ex.head_done:
+            return
+        self.hsize += len(name) + len(value) + 3
+        if self.hsize > self.max_head:
+            raise Refuse(431, "request head too large")
         lname = name.lower()
         kind = _CLASS_GET(lname)
         if kind is None:
             ex.headers.append((lname, name, value))
         elif kind == H_HOST:
-            ex.host = value
+            if ex.host is not None:
+                raise Refuse(400, "duplicate Host header")
+            ex.host = value = value.rstrip(b" \t")
             ex.headers.append((lname, name, value))
         elif kind == H_COOKIE:
             ex.cookies.append(value)
@@ -348,74 +369,69 @@ class ClientProtocol(asyncio.Protocol):
             ex.xfp = value
         elif kind == H_CONNECTION:
             ex.saw_connection = True
-            drop = [t for t in connection_tokens(value) if t not in (b"close", b"keep-alive")]
+            drop = [t for t in connection_tokens(value) if t not in CONNECTION_KEEPS]
             if drop:
                 ex.conn_drop = set(drop) | (ex.conn_drop or set())
         elif kind == H_TE_FRAMING:
-            ex.chunked = b"chunked" in value.lower()
+            ex.chunked = True  # llhttp refuses any Transfer-Encoding not ending in chunked
         elif kind != 5:  # Expect and friends pass; 5 (H_HOP) is dropped
             ex.headers.append((lname, name, value))
 
     def on_headers_complete(self) -> None:
-        """llhttp: the head is complete; enforce limits, then route and send it."""
+        """llhttp: the head is complete; check it (request.py), then route and send it."""
         ex = self.cur
         parser = self.parser
-        # Head size, without per-header bookkeeping: exact when the message starts this read;
-        # a head spanning reads adds what earlier reads held (they were capped already); a
-        # pipelined follower is bounded by the read size.
-        end = self.data.find(b"\r\n\r\n") + 4
-        size = end if self.fresh else self.head_pending + max(end, 4)
-        self.fresh = False
-        if size > self.max_head:
-            raise _Reject(431, "request head too large")
         ex.head_done = True
-        self.head_pending = 0
         ex.method = method = parser.get_method()
-        ex.keep_alive = keep = parser.should_keep_alive()
-        if not keep or ex.saw_connection:  # 1.1 without a Connection header is always keep-alive
-            ex.http10 = parser.get_http_version() == "1.0"  # (costly: string formatting)
+        ex.keep_alive = parser.should_keep_alive()
+        ex.http10 = check_version(parser.get_http_version(), ex.chunked)
         ex.is_head = method == b"HEAD"
         ex.t0 = perf_counter()
         if method == b"CONNECT":
-            raise _Reject(405, "CONNECT is not supported")
-        if ex.path[:1] != b"/" and ex.path != b"*":
-            _absolute_form(ex)
-        if self.active is None:
+            raise Refuse(405, "CONNECT is not supported")
+        check_target(ex)
+        check_host(ex, ex.http10)
+        limit = self.gw.config.max_body_bytes
+        if limit and not ex.chunked and declared_length(ex.headers) > limit:
+            raise Refuse(413, f"request body larger than {limit} bytes")
+        self.deadline = self.gw.clock + self.gw.config.idle_timeout  # the body may follow
+        if self.active is None and not self.queue:
             self.active = ex
             self._dispatch(ex)
+        elif self.queue is not None and len(self.queue) >= self.gw.config.max_pipelined:
+            raise Refuse(503, "too many pipelined requests")
         else:
             self._enqueue(ex)
-
-    def _enqueue(self, ex: Exchange) -> None:
-        """A pipelined request waits until the one before it is answered."""
-        if self.queue is None:
-            self.queue = deque()
-        self.queue.append(ex)
 
     def on_body(self, body: bytes) -> None:
         """llhttp: body bytes, counted against --max-body-bytes and queued for the upstream."""
         ex = self.cur
         n = len(body)
         ex.body_size += n
-        limit = self.gw.config.max_body_bytes
+        gw = self.gw
+        limit = gw.config.max_body_bytes
         if limit and ex.body_size > limit:
-            raise _Reject(413, f"request body larger than {limit} bytes")
+            raise Refuse(413, f"request body larger than {limit} bytes")
+        self.deadline = gw.clock + gw.config.idle_timeout
         if ex.finished:
             return
         ex.pending.append(b"%x\r\n%b\r\n" % (n, body) if ex.chunked else body)
         ex.pending_size += n
-        if ex.pending_size > _PAUSE_BYTES and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
+        if ex.upstream is None:
+            self.buffering(ex)
 
     def on_message_complete(self) -> None:
         """llhttp: the request is complete (the chunked terminator is queued if needed)."""
         self.in_msg = False
+        self.completed += 1
         ex = self.cur
         self.cur = None
         ex.body_done = True
-        if ex.chunked and not ex.finished:
-            ex.pending.append(b"0\r\n\r\n")
+        if ex.chunked:
+            if not ex.finished:
+                ex.pending.append(b"0\r\n\r\n")
+            if not self.parser.should_keep_alive():  # llhttp read Connection in the trailers
+                ex.keep_alive = False
         if not ex.keep_alive:
             self.ignore = True
 
@@ -429,6 +445,9 @@ class ClientProtocol(asyncio.Protocol):
         return self._cookie
 
     def _dispatch(self, ex: Exchange) -> None:
+        if ex.status:  # refused while others were ahead of it: answered in its turn
+            self.local_response(ex, ex.status, ex.error)
+            return
         gw = self.gw
         router = gw.router
         route = router._cache.get(ex.host) if ex.host is not None else None
@@ -482,6 +501,10 @@ class ClientProtocol(asyncio.Protocol):
     def _build_head(self, ex: Exchange) -> bytes:
         parts = [ex.method, b" ", ex.path, b" HTTP/1.1\r\n"]
         drop = ex.conn_drop
+        if drop is not None:
+            key = ex.route.hkey  # the header the route hashes on routed it: it is kept
+            if isinstance(key, HeaderKey):
+                drop = drop - {key.name.lower().encode("latin-1")}
         for lname, name, value in ex.headers:
             if drop is None or lname not in drop:
                 parts += (name, b": ", value, b"\r\n")
@@ -529,12 +552,20 @@ class ClientProtocol(asyncio.Protocol):
         status = 504 if timeout else 502
         self.local_response(ex, status, f"upstream connect failed: {target.authority}: {why}")
 
-    def upstream_failed(self, ex: Exchange, conn, why: str) -> None:
-        """The upstream closed before responding; a stale pooled connection is retried once."""
+    def upstream_failed(self, ex: Exchange, conn, why: str, answered: bool) -> None:
+        """The upstream closed before its response head was complete. A pooled connection that
+        sent nothing back is stale: a request without a body is resent once on a fresh one."""
         self._release_slot(ex)
+        ex.upstream = None
         if ex.finished or self.closed:
             return
-        if conn.reused and not ex.stale_retry and ex.body_done and ex.body_size == 0:
+        if (
+            conn.reused
+            and not answered
+            and not ex.stale_retry
+            and ex.body_done
+            and ex.body_size == 0
+        ):
             ex.stale_retry = True
             ex.pending = [ex.head]
             route = ex.route
@@ -546,100 +577,3 @@ class ClientProtocol(asyncio.Protocol):
             self.gw.connect(target, ex)  # a fresh connection, not another possibly stale one
             return
         self.local_response(ex, 502, f"{why}: {ex.target.authority}")
-
-    # -- ending exchanges ------------------------------------------------------------------
-
-    def local_response(self, ex: Exchange, status: int, text: str) -> None:
-        """Answer ``ex`` from the gateway itself (see module docstring for the statuses)."""
-        if ex.finished:
-            return
-        ex.local = True
-        ex.error = text
-        if ex.resp_started or self.closed:
-            self.response_aborted(ex, text)
-            return
-        ex.status = status
-        close = not ex.keep_alive or not ex.body_done or self.gw.draining
-        self.transport.write(local_response(status, text, close=close, head_only=ex.is_head))
-        self._end(ex, close=close)
-
-    def response_complete(self, ex: Exchange, keep: bool) -> None:
-        """The upstream response was relayed completely."""
-        self._end(ex, close=not keep)
-
-    def response_aborted(self, ex: Exchange, why: str) -> None:
-        """The response cannot be completed: the client sees the connection close."""
-        ex.error = ex.error or why
-        if not self.closed:
-            self.transport.close()
-        self._end(ex, close=True)
-
-    def timeout(self, now: float) -> None:
-        """Called by the sweeper when ``deadline`` passed while no request is being answered."""
-        if self.cur is not None:
-            ex = self.cur
-            self.cur = None
-            self.active = ex
-            ex.t0 = perf_counter()
-            ex.keep_alive = False
-            self.local_response(ex, 408, "timed out waiting for the request head")
-        else:
-            self.transport.close()
-
-    def _reject(self, status: int, text: str) -> None:
-        self.ignore = True
-        ex = self.cur or Exchange(self, b"")
-        self.cur = None
-        ex.keep_alive = False
-        if self.active is not None and self.active is not ex:
-            # A response is still owed for an earlier request: answer it, then close.
-            self.active.keep_alive = False
-            return
-        self.active = ex
-        if not ex.t0:
-            ex.t0 = perf_counter()
-        self.local_response(ex, status, text)
-
-    def _end(self, ex: Exchange, close: bool) -> None:
-        if ex.finished:
-            return
-        ex.finished = True
-        if ex.index >= 0:
-            route = ex.route
-            route.active[ex.index] -= 1
-            route.total_active -= 1
-            ex.index = -1
-        ex.upstream = None
-        gw = self.gw
-        gw.record(ex)
-        if self.active is ex:
-            self.active = None
-        if self.closed:
-            return
-        if close or not ex.keep_alive or not ex.body_done or gw.draining:
-            self.ignore = True
-            self.transport.close()
-            return
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
-        queue = self.queue
-        if queue:
-            nxt = queue.popleft()
-            self.active = nxt
-            self._dispatch(nxt)
-        else:
-            self.deadline = gw.clock + gw.config.idle_timeout
-
-
-def _absolute_form(ex: Exchange) -> None:
-    """``GET http://host/path``: take Host from the URL and forward the origin form."""
-    url = ex.path
-    _scheme, sep, rest = url.partition(b"://")
-    if not sep:
-        return
-    authority, slash, path = rest.partition(b"/")
-    ex.host = authority
-    ex.path = slash + path if slash else b"/"
-    ex.headers = [h for h in ex.headers if h[0] != b"host"]
-    ex.headers.append((b"host", b"Host", authority))

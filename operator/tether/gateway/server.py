@@ -273,10 +273,10 @@ class Gateway:
             await asyncio.sleep(tick)
             now = self.clock = self.now()
             for client in list(self.clients):
-                if client.active is None and client.deadline < now and not client.closed:
-                    client.timeout(now)
+                if not client.closed:
+                    client.sweep(now)
             for conn in list(self.upstreams):
-                if conn.ex is not None and conn.deadline < now:
+                if conn.ex is not None and conn.deadline < now and not conn.rpaused:
                     _upstream_timeout(conn)
             self.pools.expire(now)
             if self.ejected:
@@ -318,7 +318,7 @@ class Gateway:
 def _upstream_timeout(conn: UpstreamConnection) -> None:
     ex = conn.ex
     conn.ex = None
-    conn.transport.close()
+    conn.transport.abort()  # it may not be reading what the gateway still has for it
     if conn.head_wait:
         ex.client.local_response(ex, 504, f"upstream timeout: {conn.target.authority}")
     else:

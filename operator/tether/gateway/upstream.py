@@ -4,9 +4,15 @@ Invariants:
 - A connection carries at most one exchange at a time (no upstream pipelining) and returns to
   its pool only after a complete response that allows keep-alive, with the request fully sent.
 - Response bodies are re-framed from the parser's body callbacks (content-length bodies pass
-  through unchanged, chunked bodies are re-chunked without trailers), so bytes an upstream
-  sends after the end of a response can never reach the client.
-- The response head is forwarded as received, minus hop-by-hop lines, plus the gateway's lines.
+  through unchanged, chunked bodies are re-chunked without trailers, bodies delimited by the
+  close pass through raw), so bytes an upstream sends after the end of a response can never
+  reach the client: not after a complete response, nor a body after a response that has none
+  (HEAD, 1xx, 204, 304); the connection that sent them is dropped.
+- The response head is forwarded as received, minus hop-by-hop lines, plus the gateway's lines;
+  a head over ``MAX_UPSTREAM_HEAD`` bytes is a bad response (502).
+- Timers (the sweeper): ``upstream_timeout`` of inactivity from the last request byte written
+  to the response head, then between response reads; it does not run while the gateway itself
+  paused reading because the client is slow (the client's own timer runs then, flow.py).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserError, HttpResponseParser
 
-from .http import F_CHUNKED, F_LENGTH, response_head, strip_response_hop_headers
-from .wire import scan_response
+from .flow import HOLD_UPSTREAM
+from .http import F_CHUNKED, F_LENGTH, F_TE, response_head, strip_response_hop_headers
+from .wire import MAX_RESPONSE_HEAD, scan_response
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -28,7 +35,7 @@ M_LENGTH = 0  # content-length (or no body): bytes pass through
 M_CHUNK = 1  # chunked to an HTTP/1.1 client: re-chunk
 M_RAW_CLOSE = 2  # chunked to an HTTP/1.0 client, or read-until-close: raw bytes, then close
 
-_MAX_UPSTREAM_HEAD = 65536
+MAX_UPSTREAM_HEAD = MAX_RESPONSE_HEAD  # bytes of a response head (the fast path's limit too)
 
 
 class _Abort(Exception):
@@ -47,6 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
         "head_wait",
         "hpos",
         "info",
+        "junk",
         "keep",
         "left",
         "mode",
@@ -69,6 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.hpos = 0
         self.head_wait = False
         self.info = False
+        self.junk = False  # body bytes where the response has none: not relayed
         self.done = False
         self.keep = False
         self.left = 0  # fast path: body bytes of the current response still to relay
@@ -96,7 +105,8 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.ex = None
         if self.head_wait:
-            ex.client.upstream_failed(ex, self, "upstream closed the connection before responding")
+            why = "upstream closed the connection before responding"
+            ex.client.upstream_failed(ex, self, why, bool(self.hbuf))
         elif self.mode == M_RAW_CLOSE and not self.done:
             self.done = True
             ex.client.response_complete(ex, keep=False)
@@ -107,13 +117,24 @@ class UpstreamConnection(asyncio.Protocol):
         """The upstream reads slowly: stop reading the client whose body feeds it."""
         ex = self.ex
         if ex is not None:
-            ex.client.transport.pause_reading()
+            ex.client._hold(HOLD_UPSTREAM)
 
     def resume_writing(self) -> None:
         """The upstream caught up: resume reading the client."""
         ex = self.ex
-        if ex is not None and not ex.client.closed:
-            ex.client.transport.resume_reading()
+        if ex is not None:
+            ex.client._release(HOLD_UPSTREAM)
+
+    def pause(self) -> None:
+        """Stop reading: the client does not take the response (its timer runs, not ours)."""
+        self.rpaused = True
+        self.transport.pause_reading()
+
+    def resume(self) -> None:
+        """Read again; the inactivity timer restarts now."""
+        self.rpaused = False
+        self.transport.resume_reading()
+        self.deadline = self.gw.clock + self.gw.config.upstream_timeout
 
     # -- exchange ------------------------------------------------------------------------
 
@@ -121,11 +142,15 @@ class UpstreamConnection(asyncio.Protocol):
         """Start relaying ``ex`` on this connection: send what is buffered of the request."""
         self.ex = ex
         ex.upstream = self
-        if self.rpaused:  # the previous client was slow when its response completed
-            self.rpaused = False
-            self.transport.resume_reading()
+        client = ex.client
+        if client.wpaused:  # this client does not take its responses yet
+            if not self.rpaused:
+                self.pause()
+        elif self.rpaused:  # the previous client was slow when its response completed
+            self.resume()
         self.head_wait = True
         self.done = False
+        self.junk = False
         self.hbuf = b""
         self.hpos = 0
         self.deadline = self.gw.clock + self.gw.config.upstream_timeout
@@ -135,10 +160,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
             ex.pending = []
             ex.pending_size = 0
-            client = ex.client
-            if client.read_paused and not client.closed:  # paused while we were connecting
-                client.read_paused = False
-                client.transport.resume_reading()
+            if client.read_paused:  # its body was held while connecting: resume if it may
+                client.flushed()
 
     def data_received(self, data: bytes) -> None:
         """Relay response bytes; bytes on an idle pooled connection close it."""
@@ -190,15 +213,18 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except (HttpParserError, _Abort) as exc:
-            self._broken(ex, str(exc) or exc.__class__.__name__)
-            return
+            if not self.done:
+                cause = exc.__context__ if isinstance(exc.__context__, _Abort) else exc
+                self._broken(ex, str(cause) or cause.__class__.__name__)
+                return
+            self.junk = True  # a complete response, then bytes that are not one: relay it
         if out and not ex.client.closed:
             ex.client.transport.write(out[0] if len(out) == 1 else b"".join(out))
             ex.resp_started = True
         if self.done:
             self._finish(ex)
         elif self.head_wait:
-            if len(self.hbuf) - self.hpos > _MAX_UPSTREAM_HEAD:
+            if len(self.hbuf) - self.hpos > MAX_UPSTREAM_HEAD:
                 self._broken(ex, "upstream response head too large")
                 return
             if self.hpos:
@@ -234,7 +260,7 @@ class UpstreamConnection(asyncio.Protocol):
             ex.client.local_response(ex, 502, f"invalid response from upstream: {why}")
 
     def _finish(self, ex: Exchange) -> None:
-        keep = self.keep and ex.body_done
+        keep = self.keep and ex.body_done and not self.junk
         if self.reset_parser:  # HEAD: the parser still expects a body; start a fresh one
             self.parser = HttpResponseParser(self)
             self.reset_parser = False
@@ -264,6 +290,8 @@ class UpstreamConnection(asyncio.Protocol):
         end = raw.find(b"\r\n\r\n", self.hpos)
         if end < 0:
             raise _Abort("response head not terminated by CRLFCRLF")
+        if end + 4 - self.hpos > MAX_UPSTREAM_HEAD:
+            raise _Abort("upstream response head too large")
         head = raw[self.hpos : end + 4]
         self.hpos = end + 4
         status = self.parser.get_status_code()
@@ -282,14 +310,12 @@ class UpstreamConnection(asyncio.Protocol):
         extra = b"" if ex.set_cookie is None else b"set-cookie: " + ex.set_cookie + b"\r\n"
         mode = M_LENGTH
         close = not ex.keep_alive or not ex.body_done or self.gw.draining
+        if ex.http10 and flags & (F_CHUNKED | F_TE):  # never sent to an HTTP/1.0 client
+            head = _drop_line(head, head.lower(), b"\r\ntransfer-encoding:")
         if not (ex.is_head or status == 204 or status == 304):
             if flags & F_CHUNKED:
-                if ex.http10:
-                    head = _drop_line(head, head.lower(), b"\r\ntransfer-encoding:")
-                    mode = M_RAW_CLOSE
-                else:
-                    mode = M_CHUNK
-            elif not flags & F_LENGTH:
+                mode = M_RAW_CLOSE if ex.http10 else M_CHUNK
+            elif flags & F_TE or not flags & F_LENGTH:  # the body runs until the close
                 mode = M_RAW_CLOSE
         if mode == M_RAW_CLOSE:
             close = True
@@ -305,7 +331,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.reset_parser = True
 
     def on_body(self, body: bytes) -> None:
-        """llhttp: response body bytes, re-chunked when relaying chunked."""
+        """llhttp: response body bytes, re-chunked when relaying chunked; none after a HEAD
+        response (llhttp reads its Content-Length as a body)."""
+        if self.done:
+            self.junk = True
+            return
         ex = self.ex
         ex.resp_bytes += len(body)
         if self.mode == M_CHUNK:
@@ -335,9 +365,13 @@ def _extra(ex: Exchange, draining: bool) -> bytes:
 
 
 def _drop_line(head: bytes, low: bytes, marker: bytes) -> bytes:
+    """``head`` without every line starting with ``marker`` (``low`` is its lower-case copy)."""
     i = low.find(marker)
-    j = low.find(b"\r\n", i + 2)
-    return head[:i] + head[j:]
+    while i >= 0:
+        j = low.find(b"\r\n", i + 2)
+        head, low = head[:i] + head[j:], low[:i] + low[j:]
+        i = low.find(marker)
+    return head
 
 
 class Pools:

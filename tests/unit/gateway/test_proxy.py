@@ -259,6 +259,6 @@ def test_head_limit_holds_across_reads(h):
     h.wait(lambda: gw.loaded)
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: " + b"a" * 700 + b"\r\n")
-        h.wait(lambda: any(c.head_pending for c in gw.clients))
+        h.wait(lambda: any(c.cur is not None for c in gw.clients))
         s.sendall(b"X-B: " + b"b" * 700 + b"\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 431 ")

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tether.gateway import wire
+from tether.gateway.http import valid_host
 from tether.gateway.wire import reference
 
 PEER = b"10.1.2.3"
@@ -273,7 +274,10 @@ def test_what_is_left_to_llhttp():
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Foo\r\nX-Foo: 1\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
-        b"GET / HTTP/1.1\r\n\r\n",  # no Host: the route supplies it
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host: llhttp's path answers 400
+        b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",  # Host outside name[:port]: 400 there
+        b"GET / HTTP/1.1\r\nHost: a \r\n\r\n",  # trailing whitespace: stripped there
+        b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",  # IPv6 literal: checked there
         b"GARBAGE / NOT-HTTP\r\n\r\n",
         b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
     ):
@@ -284,5 +288,18 @@ def test_what_is_left_to_llhttp():
         b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close",
         b"HTTP/1.1 100 Continue\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab",  # bytes after the response
+        b"HTTP/1.1 200 OK\r\nX: " + b"x" * wire.MAX_RESPONSE_HEAD + b"\r\n\r\n",  # 502 there
     ):
         assert wire.scan_response(slow, b"", False) is None, slow
+        assert wire.reference.scan_response(slow, b"", False) is None, slow
+
+
+@given(st.binary(max_size=12) | st.sampled_from([b"a:80", b"a:", b"a.b-c_d~e%41", b"[::1]"]))
+@settings(max_examples=300)
+def test_a_host_the_fast_path_accepts_is_a_valid_host(value):
+    """The fast path never routes a Host the slow path would refuse (RFC 9112 §3.2)."""
+    head = b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n"
+    r = wire.scan_request(head, 0, PEER, False, 65536)
+    assert r == reference.scan_request(head, 0, PEER, False, 65536)
+    if r is not None:
+        assert valid_host(r[4])

@@ -7,9 +7,9 @@ the bytes to forward (the original head with hop-by-hop lines removed and the ga
 spliced in), so no per-header Python callback runs; a request's Content-Length body is framed
 by counting. Anything outside that subset (chunked requests, chunked or close-delimited
 responses, 1xx, Upgrade, Connection naming other headers, duplicate Host/Content-Length/
-Connection, obs-fold, bare CR/LF, unknown methods, absolute-form targets, heads not complete
-yet or oversized) returns None and the caller feeds the same bytes to llhttp, which stays the
-judge of validity.
+Connection, obs-fold, bare CR/LF, unknown methods, absolute-form targets, a Host outside
+``name[:port]``, heads not complete yet or oversized) returns None and the caller feeds the
+same bytes to llhttp, which stays the judge of validity.
 
 Invariants (tested on random heads): the native module and ``reference`` return identical
 results; every head accepted here is accepted by llhttp with the same method, target,
@@ -20,7 +20,7 @@ boundary after it (and its body).
 from __future__ import annotations
 
 from . import reference
-from .reference import F_HTTP10, F_KEEP_ALIVE
+from .reference import F_HTTP10, F_KEEP_ALIVE, MAX_RESPONSE_HEAD
 
 try:
     from . import _wire
@@ -35,6 +35,7 @@ header_values = _wire.header_values if _wire else reference.header_values
 __all__ = [
     "F_HTTP10",
     "F_KEEP_ALIVE",
+    "MAX_RESPONSE_HEAD",
     "NATIVE",
     "header_values",
     "scan_request",

@@ -18,8 +18,10 @@
 #include <string.h>
 
 #define MAX_CL_DIGITS 18
+#define MAX_RESPONSE_HEAD 65536 /* reference.MAX_RESPONSE_HEAD */
 
 static unsigned char TCHAR[256];
+static unsigned char HOST[256]; /* reference._HOST: reg-name characters without the comma */
 static unsigned char VALUE[256];
 static unsigned char TARGET[256];
 
@@ -43,6 +45,28 @@ static void init_tables(void) {
     for (int c = 0x21; c < 0x7f; c++) {
         TARGET[c] = 1;
     }
+    const char *h = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+;=";
+    for (; *h; h++) {
+        HOST[(unsigned char)*h] = 1;
+    }
+}
+
+/* A Host value in the fast path's subset: reg-name characters, then ":" and at most 5 digits. */
+static int host_ok(const char *v, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n && HOST[(unsigned char)v[i]]) {
+        i++;
+    }
+    if (i < n && v[i] == ':') {
+        Py_ssize_t d = ++i;
+        while (i < n && v[i] >= '0' && v[i] <= '9') {
+            i++;
+        }
+        if (i - d > 5) {
+            return 0;
+        }
+    }
+    return i == n;
 }
 
 /* Case-insensitive equality of name[0:n] with a lower-case literal. */
@@ -211,7 +235,7 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
         }
         int drop_line = 0;
         if (IS("host")) {
-            if (r->host != NULL) {
+            if (r->host != NULL || !host_ok(value, vlen)) {
                 return 0;
             }
             r->host = value;
@@ -405,6 +429,9 @@ int wire_parse_response(const char *buf, Py_ssize_t len, int head_request, respo
     }
     r->last = p - 2;
     r->body = p + 2;
+    if (r->body - buf > MAX_RESPONSE_HEAD) {
+        return 0;
+    }
     if (clen < 0 && status != 204 && status != 304) {
         return 0;
     }

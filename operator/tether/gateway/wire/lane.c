@@ -36,8 +36,9 @@ static struct lane {
     Py_ssize_t f_idle_timeout, f_max_body_bytes, f_upstream_idle_timeout, f_upstream_timeout;
     Py_ssize_t p_idle, a_buf, a_enabled, a_size;
     /* ClientProtocol */
-    Py_ssize_t c_active, c_body_ex, c_body_left, c_boundary, c_closed, c_deadline, c_gw, c_ignore, c_max_head, c_peer_ip,
-        c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused, c_transport;
+    Py_ssize_t c_active, c_body_ex, c_body_left, c_boundary, c_closed, c_cur, c_deadline, c_gw,
+        c_ignore, c_max_head, c_peer_ip, c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused,
+        c_stalled, c_stash, c_transport, c_wpaused;
     /* Exchange: every slot (template copy), then the ones set here */
     Py_ssize_t x_all[MAX_EX_SLOTS];
     int x_n;
@@ -64,8 +65,8 @@ static struct lane {
 } L;
 
 /* interned names for generic attribute access and method calls */
-static PyObject *S_more_body, *S_flush, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
-    *S_resume_reading, *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
+static PyObject *S_more_body, *S_stash_rest, *S_flush, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
+    *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
     *S_py_data_received;
 static PyObject *EMPTY_BYTES, *ZERO;
 
@@ -527,11 +528,11 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
         return call1(self, S_py_data_received, data);
     }
     int t = truth(SLOT(self, L.c_ignore));
-    if (t != 0) {
-        if (t < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+    if (t != 0) { /* discarded; Python notes a lingering close's progress */
+        return t < 0 ? NULL : call1(self, S_py_data_received, data);
+    }
+    if (SLOT(self, L.c_stash) != Py_None) { /* stalled: Python keeps the order */
+        return call1(self, S_py_data_received, data);
     }
     Py_ssize_t body_left = as_ssize(SLOT(self, L.c_body_left));
     if (body_left != 0) { /* a Content-Length body is still arriving: Python streams it */
@@ -569,14 +570,23 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
                 return NULL;
             }
             if (got < r.clen) { /* the rest of the body comes in later reads */
-                if (set_new(self, L.c_body_left, PyLong_FromLongLong(r.clen - got)) < 0) {
+                PyObject *gw = SLOT(self, L.c_gw);
+                if (set_new(self, L.c_body_left, PyLong_FromLongLong(r.clen - got)) < 0 ||
+                    set_new(self, L.c_deadline, deadline(gw, L.f_idle_timeout)) < 0) {
                     Py_DECREF(ex);
                     return NULL;
                 }
                 set(self, L.c_body_ex, ex);
             }
-            int rc;
-            if (SLOT(self, L.c_active) == Py_None) {
+            int rc, queued = SLOT(self, L.c_active) != Py_None; /* or held: in order */
+            if (!queued) {
+                queued = truth(SLOT(self, L.c_queue));
+                if (queued < 0) {
+                    Py_DECREF(ex);
+                    return NULL;
+                }
+            }
+            if (!queued) {
                 set(self, L.c_active, ex);
                 rc = lane_dispatch(self, ex);
             } else {
@@ -599,6 +609,16 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
             if (t || start == len) {
                 Py_RETURN_NONE;
             }
+            t = truth(SLOT(self, L.c_stalled));
+            if (t) { /* max_pipelined queued: the rest waits, reading is paused */
+                if (t < 0) {
+                    return NULL;
+                }
+                PyObject *rest = PyBytes_FromStringAndSize(buf + start, len - start);
+                PyObject *res = rest ? call1(self, S_stash_rest, rest) : NULL;
+                Py_XDECREF(rest);
+                return res;
+            }
         }
     }
     if (start == 0) {
@@ -617,7 +637,14 @@ static PyObject *client_data_received(PyObject *mod, PyObject *const *args, Py_s
 
 /* UpstreamConnection.attach. */
 static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw) {
+    PyObject *client = SLOT(ex, L.x_client);
     int paused = truth(SLOT(conn, L.u_rpaused));
+    if (paused == 0) { /* reading held (body buffered, client not reading): Python decides */
+        paused = truth(SLOT(client, L.c_read_paused));
+    }
+    if (paused == 0) {
+        paused = truth(SLOT(client, L.c_wpaused));
+    }
     if (paused != 0) {
         return paused < 0 ? -1 : done(call1(conn, S_attach, ex));
     }
@@ -654,16 +681,6 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw) {
         return -1;
     }
     set(ex, L.x_pending_size, ZERO);
-    PyObject *client = SLOT(ex, L.x_client);
-    int rp = truth(SLOT(client, L.c_read_paused));
-    int closed = rp > 0 ? truth(SLOT(client, L.c_closed)) : 0;
-    if (rp < 0 || closed < 0) {
-        return -1;
-    }
-    if (rp && !closed) { /* paused while we were connecting */
-        set(client, L.c_read_paused, Py_False);
-        return done(call0(SLOT(client, L.c_transport), S_resume_reading));
-    }
     return 0;
 }
 
@@ -718,7 +735,7 @@ static int lane_end(PyObject *client, PyObject *ex, int close) {
             truth(SLOT(ex, L.x_local)) || target == NULL || Py_TYPE(target) != L.target_t ||
             route == NULL || Py_TYPE(route) != L.route_t || truth(SLOT(client, L.c_closed)) ||
             truth(SLOT(client, L.c_read_paused)) || truth(SLOT(client, L.c_queue)) ||
-            SLOT(client, L.c_active) != ex;
+            SLOT(client, L.c_active) != ex || SLOT(client, L.c_cur) != Py_None;
     if (PyErr_Occurred()) {
         return -1;
     }
@@ -1101,6 +1118,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(ct, c_body_left, "body_left");
     OFF(ct, c_boundary, "boundary");
     OFF(ct, c_closed, "closed");
+    OFF(ct, c_cur, "cur");
     OFF(ct, c_deadline, "deadline");
     OFF(ct, c_gw, "gw");
     OFF(ct, c_ignore, "ignore");
@@ -1110,7 +1128,10 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(ct, c_peer_trusted, "peer_trusted");
     OFF(ct, c_queue, "queue");
     OFF(ct, c_read_paused, "read_paused");
+    OFF(ct, c_stalled, "stalled");
+    OFF(ct, c_stash, "stash");
     OFF(ct, c_transport, "transport");
+    OFF(ct, c_wpaused, "wpaused");
     PyObject *slots = PyObject_GetAttrString((PyObject *)xt, "__slots__");
     if (slots == NULL) {
         return NULL;
@@ -1281,11 +1302,11 @@ int lane_init(PyObject *module) {
     INTERN(S_log_exchange, "log_exchange");
     INTERN(S_flush, "flush");
     INTERN(S_more_body, "_more_body");
+    INTERN(S_stash_rest, "_stash_rest");
     INTERN(S_connect, "connect");
     INTERN(S_write, "write");
     INTERN(S_close, "close");
     INTERN(S_is_closing, "is_closing");
-    INTERN(S_resume_reading, "resume_reading");
     INTERN(S_dispatch, "_dispatch");
     INTERN(S_enqueue, "_enqueue");
     INTERN(S_slow_data, "_slow_data");

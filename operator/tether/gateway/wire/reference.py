@@ -15,6 +15,10 @@ _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 _VALUE = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _TARGET = bytes(range(0x21, 0x7F))
 _DIGITS = b"0123456789"
+# Host values the fast path accepts: a reg-name without comma, then an optional ":" and at
+# most 5 digits (http.valid_host accepts more: IPv6 literals, which llhttp's path checks).
+_HOST = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+;="
+MAX_RESPONSE_HEAD = 65536  # a longer response head is left to llhttp's path (502 there)
 
 # Lower-cased header names and what the fast path does with them. llhttp reads
 # Proxy-Connection like Connection (keep-alive), so it takes the slow path.
@@ -63,6 +67,14 @@ def _connection_once(seen: bytes | None, value: bytes) -> bytes | None:
         return None
     token = _token(value)
     return token if token in (b"close", b"keep-alive") else None
+
+
+def _host_ok(value: bytes) -> bool:
+    """A Host value in the fast path's subset (see _HOST)."""
+    name, colon, port = value.partition(b":")
+    if not _only(name, _HOST):
+        return False
+    return not colon or (len(port) <= 5 and _only(port, _DIGITS))
 
 
 def _content_length_once(seen: int, value: bytes) -> int | None:
@@ -119,7 +131,7 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
         lines += 1
         lo, hi, name, value = item
         if name == b"host":
-            if host is not None:
+            if host is not None or not _host_ok(value):
                 return None
             host = value
         elif name == b"cookie":
@@ -160,7 +172,8 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
 def scan_response(buf: bytes, extra: bytes, head_request: bool):
     """Fast-path relay of a response head at ``buf[0:]``, or None (llhttp decides).
 
-    Accepted: a final status (≥ 200) over HTTP/1.1 or 1.0 whose body is framed by one
+    Accepted: a head of at most MAX_RESPONSE_HEAD bytes with a final status (≥ 200) over
+    HTTP/1.1 or 1.0 whose body is framed by one
     Content-Length (or that has none: 204, 304, a HEAD request, each still with a length or
     status that says so), with no more bytes in ``buf`` than that body. Returns
     ``(out, status, body, left, keep)``: ``out`` is the head without hop-by-hop lines, then
@@ -171,6 +184,8 @@ def scan_response(buf: bytes, extra: bytes, head_request: bool):
     if hend < 0:
         return None
     end = hend + 4
+    if end > MAX_RESPONSE_HEAD:
+        return None
     eol = buf.find(b"\r\n")
     line = buf[:eol]
     if line[:9] == b"HTTP/1.1 ":
