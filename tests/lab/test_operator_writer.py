@@ -338,6 +338,13 @@ def test_edited_deleted_or_stale_tables_are_put_back(lab: Lab, namespace: str):
     lab.kubectl("delete", "configmap", name, "-n", TABLES_NS)
     wait_until(lambda: _table_endpoints(lab, namespace, 0) == 3, timeout=30, what="re-created")
     assert all(_table_endpoints(lab, namespace, i) == 2 for i in (1, 2))
+    events = wait_until(
+        lambda: lab.kubectl_json("events", "-n", namespace, "--field-selector",
+                                 f"involvedObject.name={service_name(1)}")["items"],
+        timeout=30, what="the Event of a published table",
+    )  # fmt: skip
+    assert {e["source"]["component"] for e in events} == {"tether-operator"}
+    assert {e["reportingComponent"] for e in events} == {"tether-operator"}
 
 
 def _pid(lab: Lab, pod: dict) -> int:
