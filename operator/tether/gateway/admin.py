@@ -1,14 +1,18 @@
-"""Admin listener (separate port): ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz``.
+"""Admin listener (separate port): ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz``,
+``/status`` (JSON).
 
 ``/healthz`` is 200 while the event loop runs. ``/readyz`` is 200 only after the first
 complete table load and before shutdown starts (503 with the reason otherwise), so a
-Kubernetes readiness probe takes the gateway out of its Service while it drains.
+Kubernetes readiness probe takes the gateway out of its Service while it drains. Losing the
+API server does not make the gateway unready: it keeps routing by its last good tables, and
+``/readyz`` says since when they may lag (as ``/status`` and the sync metrics do).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,9 +49,12 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
         status, body = 200, b"ok\n"
     elif path == b"/readyz":
         reason = gw.not_ready_reason()
-        status, body = (200, b"ready\n") if reason is None else (503, reason.encode() + b"\n")
+        status, body = (200, _ready(gw)) if reason is None else (503, reason.encode() + b"\n")
+    elif path == b"/status":
+        status, body = 200, json.dumps(status_of(gw), indent=1).encode() + b"\n"
+        ctype = b"application/json"
     else:
-        status, body = 404, b"not found; try /metrics, /healthz, /readyz\n"
+        status, body = 404, b"not found; try /metrics, /healthz, /readyz, /status\n"
     reason_phrase = {200: b"OK", 404: b"Not Found", 503: b"Service Unavailable"}[status]
     writer.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: %b\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
@@ -57,6 +64,39 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
     with contextlib.suppress(OSError):
         await writer.drain()
     writer.close()
+
+
+def _ready(gw) -> bytes:
+    sync = gw.metrics.sync
+    if not sync.active or sync.synced:
+        return b"ready\n"
+    return b"ready; tables not synced with the API server for %.0f s (last good ones in use)\n" % (
+        sync.age()
+    )
+
+
+def status_of(gw) -> dict:
+    """The gateway's state as JSON: readiness, the tables it routes by (ConfigMap or file name
+    -> document checksum), and how current they are with the API server (``sync``: null for a
+    directory source)."""
+    reason = gw.not_ready_reason()
+    metrics, sync = gw.metrics, gw.metrics.sync
+    return {
+        "ready": reason is None,
+        "reason": reason,
+        "generation": metrics.table_generation,
+        "tables": {name: r.doc.checksum for name, r in sorted(gw.store.routes.items())},
+        "loadErrors": sum(metrics.table_load_errors.values()),
+        "sync": {
+            "synced": sync.synced,
+            "ageSeconds": round(sync.age(), 3),
+            "lastSync": sync.heard,
+            "lists": sync.lists,
+            "watchFailures": {"error": 0, "gone": 0, **sync.failures},
+        }
+        if sync.active
+        else None,
+    }
 
 
 async def start_admin(gw, host: str, port: int) -> asyncio.base_events.Server:

@@ -15,6 +15,9 @@ Names:
 - ``tether_gateway_table_generation``, ``tether_gateway_table_age_seconds``,
   ``tether_gateway_tables``, ``tether_gateway_table_load_errors_total{source}``,
   ``tether_gateway_ready``
+- from the API server's table watch (``TableSync``): ``tether_gateway_tables_synced``,
+  ``tether_gateway_tables_sync_age_seconds``, ``tether_gateway_tables_last_sync_timestamp_seconds``,
+  ``tether_gateway_tables_lists_total``, ``tether_gateway_tables_watch_failures_total{reason}``
 """
 
 from __future__ import annotations
@@ -42,6 +45,50 @@ class Histogram:
         self.sum = 0.0
 
 
+class TableSync:
+    """How current the gateway's tables are with the API server (fed by the ConfigMap watch).
+
+    Invariants: ``synced`` is True from a completed list (or an open watch) until the watch
+    fails; ``heard`` is the last time anything came from the API server for the tables (a
+    list, a watch opened, an event or a bookmark, which the API server sends about once a
+    minute on a quiet watch). ``age()`` is 0 while synced, else the seconds since ``heard``:
+    changes made since then are unknown to the gateway, which keeps routing by its last good
+    tables. ``active`` is False for a source without an API server (a directory).
+    """
+
+    __slots__ = ("active", "failures", "heard", "lists", "synced")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.synced = False
+        self.heard = 0.0
+        self.lists = 0
+        self.failures: defaultdict[str, int] = defaultdict(int)
+
+    def listed(self) -> None:
+        """A complete list of the table ConfigMaps was read."""
+        self.active = self.synced = True
+        self.lists += 1
+        self.heard = time.time()
+
+    def event(self) -> None:
+        """The watch opened, or delivered an event or a bookmark."""
+        self.synced = True
+        self.heard = time.time()
+
+    def lost(self, reason: str) -> None:
+        """The list or watch failed (``error``), or its resourceVersion expired (``gone``)."""
+        self.active = True
+        self.synced = False
+        self.failures[reason] += 1
+
+    def age(self) -> float:
+        """Seconds the tables may lag the API server by (0 while synced)."""
+        if self.synced or not self.heard:
+            return 0.0
+        return max(0.0, time.time() - self.heard)
+
+
 class GatewayMetrics(Collector):
     """All gateway counters; ``collect()`` renders them for prometheus-client."""
 
@@ -58,6 +105,7 @@ class GatewayMetrics(Collector):
         self.ready = False
         self.active_requests = 0
         self.connections = lambda: {}  # set by the gateway: state -> count
+        self.sync = TableSync()
 
     def codes(self, route: str, upstream: str) -> dict[int, int]:
         """The live {status: count} dict of one (route, upstream) pair (created on first use)."""
@@ -141,6 +189,7 @@ class GatewayMetrics(Collector):
         yield GaugeMetricFamily(
             "tether_gateway_active_requests", "Requests in flight.", value=self.active_requests
         )
+        yield from _sync_families(self.sync)
         conns = GaugeMetricFamily(
             "tether_gateway_upstream_connections",
             "Upstream connections by state (busy, idle).",
@@ -156,3 +205,32 @@ def _counter(name: str, doc: str, label: str, values: dict) -> CounterMetricFami
     for key, n in list(values.items()):
         fam.add_metric([key], n)
     return fam
+
+
+def _sync_families(sync: TableSync):
+    if not sync.active:
+        return
+    yield GaugeMetricFamily(
+        "tether_gateway_tables_synced",
+        "1 while the table watch follows the API server, 0 after it failed until it recovers.",
+        value=int(sync.synced),
+    )
+    yield GaugeMetricFamily(
+        "tether_gateway_tables_sync_age_seconds",
+        "0 while synced, else seconds since the API server was last heard (tables may lag).",
+        value=sync.age(),
+    )
+    yield GaugeMetricFamily(
+        "tether_gateway_tables_last_sync_timestamp_seconds",
+        "Unix time the API server was last heard about the tables (list, event, bookmark).",
+        value=sync.heard,
+    )
+    yield CounterMetricFamily(
+        "tether_gateway_tables_lists", "Complete lists of the table ConfigMaps.", value=sync.lists
+    )
+    yield _counter(
+        "tether_gateway_tables_watch_failures",
+        "Table list/watch failures: error (then back-off) or gone (410: relist).",
+        "reason",
+        {"error": 0, "gone": 0, **sync.failures},
+    )

@@ -259,8 +259,9 @@ class Gateway:
 
                 creds = await self.loop.run_in_executor(None, load_credentials)
                 watcher = ConfigMapWatcher(
-                    creds, cfg.tables_namespace, self.store, self.tables_loaded
-                )
+                    creds, cfg.tables_namespace, self.store, self.tables_loaded,
+                    sync=self.metrics.sync,
+                )  # fmt: skip
                 await watcher.run()
         except asyncio.CancelledError:
             raise

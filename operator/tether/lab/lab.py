@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tether.lab import build, components, layout, netns, pki, procs
+from tether.lab.faults import LabFaults
 from tether.lab.health import Checks
 from tether.lab.layout import LabPaths
 
@@ -42,12 +43,13 @@ def _ancestors() -> set[int]:
     return pids
 
 
-class Lab:
+class Lab(LabFaults):
     """A handle on the lab called `name` (state in `LabPaths.of(name)`).
 
     It is one of the two backends of tether's end-to-end suite (the other is
     `tether.kind.cluster.KindCluster`): both offer `kubectl`, `kubectl_json`, `apply`,
-    `connect` (a TCP connection to a pod IP) and name their `backend` and `deploy_dir`.
+    `connect` (a TCP connection to a pod IP) and name their `backend` and `deploy_dir`, and
+    the fault operations of `LabFaults` (crash, restart, kill_container, cut_api, ...).
     """
 
     backend = "lab"

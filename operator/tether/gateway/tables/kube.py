@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from tether.models.table import DATA_KEY, TABLE_LABEL, TABLE_LABEL_VALUE
 
+from ..metrics import TableSync
 from .store import TableStore
 
 log = logging.getLogger("tether.gateway.tables")
@@ -91,6 +92,7 @@ class ConfigMapWatcher:
         on_loaded: Callable[[], None],
         *,
         max_backoff: float = 30.0,
+        sync: TableSync | None = None,
     ) -> None:
         self.creds = creds
         self.namespace = namespace
@@ -98,6 +100,7 @@ class ConfigMapWatcher:
         self.on_loaded = on_loaded
         self.max_backoff = max_backoff
         self.loaded = False
+        self.sync = sync or TableSync()
         selector = quote(f"{TABLE_LABEL}={TABLE_LABEL_VALUE}", safe="")
         self.url = f"{creds.host}/api/v1/namespaces/{namespace}/configmaps?labelSelector={selector}"
 
@@ -123,8 +126,10 @@ class ConfigMapWatcher:
                     backoff = 0.5
                 except _Gone:
                     log.info("watch resourceVersion expired; relisting")
+                    self.sync.lost("gone")
                     rv = None
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                    self.sync.lost("error")
                     log.warning("table watch error (%s); retrying in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
                     backoff = min(backoff * 2, self.max_backoff)
@@ -140,6 +145,7 @@ class ConfigMapWatcher:
         }
         self.store.replace_all(entries)
         self.store.publish(force=not self.loaded)
+        self.sync.listed()
         if not self.loaded:
             self.loaded = True
             self.on_loaded()
@@ -155,10 +161,12 @@ class ConfigMapWatcher:
                 raise _Gone()
             if r.status != 200:
                 raise ValueError(f"watch configmaps: HTTP {r.status}: {(await r.text())[:200]}")
+            self.sync.event()
             async for line in r.content:
                 if not line.strip():
                     continue
                 rv = self._event(json.loads(line)) or rv
+                self.sync.event()
         return rv
 
     def _event(self, event: dict) -> str | None:

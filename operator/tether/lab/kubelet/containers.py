@@ -99,6 +99,10 @@ class Container:
         """Stop the container within `grace` seconds."""
         raise NotImplementedError
 
+    async def crash(self) -> None:
+        """Kill the running container without grace (SIGKILL); it restarts per restartPolicy."""
+        raise NotImplementedError
+
 
 class BackendContainer(Container):
     """httpbin-like servers on podIP:port for every declared TCP port."""
@@ -118,7 +122,33 @@ class BackendContainer(Container):
             return
         pod = Pod(self.w.name, self.w.namespace, self.w.ip)
         self.servers = [Backend(pod, port) for port in self.ports()]
-        self.state.container_id = f"lab://{self.w.uid}/{self.name}"
+        await self._serve()
+
+    async def crash(self) -> None:
+        """Emulate the container's process SIGKILLed: every socket closes at once (listener and
+        connections, busy ones aborted), it exits 137 and restarts per restartPolicy (after
+        the back-off's first step, as a process container does)."""
+        if self.stopping or self.state.running_since is None:
+            return
+        started = self.state.running_since
+        self._not_running()
+        await asyncio.gather(*(s.stop(0.0) for s in self.servers))
+        result = terminated(137, started)
+        self.w.write_log(self.name, self.state.restart_count, "killed (SIGKILL, lab fault)")
+        if self.w.restart_policy == "Never":
+            self.state.terminated = result
+            self.w.changed()
+            return
+        self.state.last_terminated = result
+        self.state.restart_count += 1
+        self._waiting(
+            "CrashLoopBackOff", f"back-off {BACKOFF_START:.0f}s restarting failed container"
+        )
+        self._restart = asyncio.create_task(self._serve(delay=BACKOFF_START))
+
+    async def _serve(self, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        self.state.container_id = f"lab://{self.w.uid}/{self.name}/{self.state.restart_count}"
         while not self.stopping:
             try:
                 for server in self.servers:
@@ -268,6 +298,12 @@ class ProcessContainer(Container):
             )
             await asyncio.sleep(backoff)
             backoff, began = min(backoff * 2, BACKOFF_MAX), None
+
+    async def crash(self) -> None:
+        """SIGKILL the process group now; the supervisor sees exit 137 and restarts it."""
+        if self.pid is not None and self.state.running_since is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
 
     async def stop(self, grace: float) -> None:
         """SIGTERM the process group, SIGKILL it after `grace` seconds."""

@@ -56,10 +56,13 @@ async def request_token(api: Api, pod: dict, seconds: int = TOKEN_SECONDS) -> tu
     return status["token"], expiry.timestamp()
 
 
-def write_files(pod_dir: Path, pod: dict, token: str | None, ca_file: Path) -> Path:
+def write_files(
+    pod_dir: Path, pod: dict, token: str | None, ca_file: Path, server: str | None = None
+) -> Path:
     """Write serviceaccount/{token,ca.crt,namespace} and a kubeconfig; return the kubeconfig.
 
     Without a token (automount disabled) the kubeconfig has no credentials (anonymous).
+    `server` is the API server URL the pod uses (`tether.lab.apipath`; default 6443).
     """
     sa_dir = pod_dir / "serviceaccount"
     sa_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +71,7 @@ def write_files(pod_dir: Path, pod: dict, token: str | None, ca_file: Path) -> P
     (sa_dir / "namespace").write_text(ns)
     if token:
         pki.write_private(sa_dir / "token", token)
-    server = f"https://127.0.0.1:{layout.APISERVER_PORT}"
+    server = server or f"https://127.0.0.1:{layout.APISERVER_PORT}"
     user = f"system:serviceaccount:{ns}:{service_account(pod)}"
     text = pki.kubeconfig(server, sa_dir / "ca.crt", token or "", user, namespace=ns)
     kubeconfig = pod_dir / "kubeconfig"

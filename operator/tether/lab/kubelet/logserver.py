@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from tether.lab import layout
+from tether.lab.kubelet import faults
 
 if TYPE_CHECKING:
     from tether.lab.kubelet.agent import Kubelet
@@ -88,6 +89,7 @@ class LogServer:
         app = web.Application()
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_get("/healthz", lambda _r: web.Response(text="ok"))
+        app.router.add_routes(faults.routes(self.k))
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         pki = self.k.paths.pki
         ctx.load_cert_chain(pki / "kubelet.crt", pki / "kubelet.key")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tether.lab import layout
+from tether.lab import apipath, layout
 from tether.lab.kubelet import creds, env, ipam
 from tether.lab.kubelet.api import ApiError
 from tether.lab.kubelet.containers import BackendContainer, Container, ProcessContainer
@@ -49,6 +49,7 @@ class PodWorker:
         self._dirty = asyncio.Event()
         self._last_sent: dict | None = None
         self._kubeconfig: Path | None = None
+        self._api_server: str | None = None
         self._refresher: asyncio.Task | None = None
         self._allocate()
         self.task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
@@ -102,6 +103,7 @@ class PodWorker:
                 self._refresher.cancel()
             await self._flush(reporter)
         if self.ip and not self.pod["spec"].get("hostNetwork"):
+            await asyncio.to_thread(apipath.close_path, self.ip)
             await ipam.del_address(self.ip)
         self.k.release(self)
 
@@ -197,7 +199,10 @@ class PodWorker:
             if await creds.automount(self.k.api, self.pod):
                 token, expiry = await creds.request_token(self.k.api, self.pod)
                 self._refresher = asyncio.create_task(self._refresh_token(expiry))
-            self._kubeconfig = creds.write_files(self.pod_dir, self.pod, token, self.k.ca_file)
+            self._api_server = await asyncio.to_thread(apipath.open_path, self.ip or "")
+            self._kubeconfig = creds.write_files(
+                self.pod_dir, self.pod, token, self.k.ca_file, self._api_server
+            )
         sources = await self.k.fetch_sources(self.namespace, env.references(spec))
         base = {
             "PATH": f"{self.k.bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -217,6 +222,6 @@ class PodWorker:
             await asyncio.sleep(max(60.0, 0.8 * (expiry - time.time())))
             try:
                 token, expiry = await creds.request_token(self.k.api, self.pod)
-                creds.write_files(self.pod_dir, self.pod, token, self.k.ca_file)
+                creds.write_files(self.pod_dir, self.pod, token, self.k.ca_file, self._api_server)
             except Exception as e:
                 log.warning("token refresh for %s/%s failed: %s", self.namespace, self.name, e)

@@ -1,0 +1,214 @@
+"""What the fault scenarios observe: where load goes, the gateway's own view of its tables,
+the cluster's ready endpoints, and whether the published tables match them.
+
+"Tables correct" is what a user would check after a fault: the Deployment has settled, the
+published table of the Service lists exactly the ready endpoints of its EndpointSlices (and no
+terminating one), and every Ready gateway replica routes by that very document (its `/status`
+shows the ConfigMap's checksum) and follows the API server again (`sync.synced`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from tether.lab.testing import wait_until
+from tether.models import table as t
+
+from .deploy import EXAMPLES, TABLES_NS, gateway_pods, http_get, metric, operator_pods, table_doc
+from .load import Load
+
+SERVICE, PORT = "httpbin", 8000
+
+
+def load_targets(cluster) -> list[tuple[str, int, object]]:
+    """Where load clients connect: every Ready gateway pod on the lab (this process is in the
+    lab's namespace), the host port kind publishes (NodePort → kube-proxy) on kind."""
+    if cluster.backend == "kind":
+        return [("127.0.0.1", cluster.host_port, None)]
+    return [(p["status"]["podIP"], 8080, None) for p in gateway_pods(cluster)]
+
+
+def start_load(cluster, ns: str, **kw) -> Load:
+    """Bounded keep-alive load on httpbin.<ns> through the gateway (see `load.Load`)."""
+    load = Load(load_targets(cluster), f"{SERVICE}.{ns}", **kw).start()
+    wait_until(lambda: load.report.ok >= 20, timeout=30, what="load flowing")
+    return load
+
+
+def gateway_status(cluster, pod: dict) -> dict:
+    """The gateway replica's admin `/status` (JSON)."""
+    status, body = http_get(cluster, pod["status"]["podIP"], 9901, "/status")
+    if status != 200:
+        raise AssertionError(f"/status of {pod['metadata']['name']}: {status} {body[:200]!r}")
+    return json.loads(body)
+
+
+def gateway_readyz(cluster, pod: dict) -> tuple[int, str]:
+    """The gateway replica's admin `/readyz` status and body."""
+    status, body = http_get(cluster, pod["status"]["podIP"], 9901, "/readyz")
+    return status, body.decode(errors="replace").strip()
+
+
+def slice_ready(cluster, ns: str, svc: str = SERVICE) -> set[tuple[str, str]]:
+    """(address, pod) of every ready endpoint in the Service's EndpointSlices."""
+    slices = cluster.kubectl_json(
+        "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={svc}"
+    )["items"]
+    out = set()
+    for s in slices:
+        for e in s.get("endpoints") or []:
+            if (e.get("conditions") or {}).get("ready"):
+                pod = (e.get("targetRef") or {}).get("name", "")
+                out.update((a, pod) for a in e["addresses"])
+    return out
+
+
+def deployment_settled(cluster, ns: str, replicas: int, name: str = SERVICE) -> bool:
+    """The Deployment's status is for its current generation and has `replicas` ready pods."""
+    dep = cluster.kubectl_json("deployment", name, "-n", ns)
+    st = dep.get("status") or {}
+    return (
+        st.get("observedGeneration", 0) >= dep["metadata"]["generation"]
+        and dep["spec"]["replicas"] == replicas
+        and st.get("replicas") == st.get("readyReplicas") == st.get("updatedReplicas") == replicas
+    )
+
+
+def table_name(ns: str, svc: str = SERVICE, port: int = PORT) -> str:
+    """The ConfigMap name of a Service port's table."""
+    return t.configmap_name(ns, svc, port, None)
+
+
+def why_incorrect(cluster, ns: str, replicas: int) -> str:
+    """'' when the tables are correct (module doc), else what is still wrong."""
+    if not deployment_settled(cluster, ns, replicas):
+        return f"deployment not settled at {replicas}"
+    doc = table_doc(cluster, ns, SERVICE, PORT)
+    if doc is None:
+        return "no published table"
+    published = {(e.address, e.pod) for e in doc.endpoints if e.ready}
+    if len(doc.endpoints) != len(published):
+        return "published table still lists endpoints that are not ready"
+    ready = slice_ready(cluster, ns)
+    if published != ready or len(ready) != replicas:
+        return f"published {sorted(published)} != ready endpoints {sorted(ready)}"
+    name = table_name(ns)
+    for pod in gateway_pods(cluster):
+        st = gateway_status(cluster, pod)
+        if st["tables"].get(name) != doc.checksum:
+            return f"gateway {pod['metadata']['name']} routes by another document"
+        if st["sync"] is not None and not st["sync"]["synced"]:
+            return f"gateway {pod['metadata']['name']} not synced with the API server"
+    return ""
+
+
+def wait_correct(cluster, ns: str, replicas: int, timeout: float = 180) -> float:
+    """Wait until the tables are correct; return the seconds it took."""
+    began = time.monotonic()
+    last = [""]
+
+    def correct() -> bool:
+        last[0] = why_incorrect(cluster, ns, replicas)
+        return not last[0]
+
+    try:
+        wait_until(correct, timeout=timeout, interval=0.2, what="tables correct")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}: {last[0]}") from None
+    return time.monotonic() - began
+
+
+def leader(cluster) -> dict:
+    """The operator replica that acts (its `tether_operator_leader` is 1)."""
+    return wait_until(
+        lambda: next(
+            (
+                p
+                for p in operator_pods(cluster, ready=True)
+                if metric(p, "tether_operator_leader", cluster) == 1
+            ),
+            None,
+        ),
+        timeout=60,
+        what="an acting operator replica",
+    )
+
+
+def orphans(cluster, ns: str) -> list[str]:
+    """Table ConfigMaps of Services in `ns` that no longer exist."""
+    selector = f"{t.TABLE_LABEL}={t.TABLE_LABEL_VALUE},{t.LABEL_SERVICE_NAMESPACE}={ns}"
+    items = cluster.kubectl_json("configmaps", "-n", TABLES_NS, "-l", selector)["items"]
+    services = {s["metadata"]["name"] for s in cluster.kubectl_json("services", "-n", ns)["items"]}
+    return [
+        i["metadata"]["name"]
+        for i in items
+        if i["metadata"]["labels"].get(t.LABEL_SERVICE_NAME) not in services
+    ]
+
+
+@dataclass
+class Figure:
+    """One row of the README's Faults table, printed by each scenario."""
+
+    scenario: str
+    sent: int
+    failed: int
+    kinds: dict[str, int]
+    correct_seconds: float
+    backend: str
+
+    def line(self) -> str:
+        """The row, as pytest -s prints it (`FAULTS | ...`)."""
+        kinds = ", ".join(f"{k} {n}" for k, n in self.kinds.items() if n) or "-"
+        return (
+            f"FAULTS | {self.scenario} | {self.sent} | {self.failed} ({kinds}) | "
+            f"{self.correct_seconds:.1f} s | {self.backend}"
+        )
+
+
+def report(scenario: str, result, correct_seconds: float, cluster) -> Figure:
+    """Print the scenario's figure (collected into the README with `-s`) and return it."""
+    figure = Figure(scenario, result.sent, result.failed, result.by_kind(), correct_seconds,
+                    cluster.backend)  # fmt: skip
+    print(f"\n{figure.line()}", flush=True)
+    return figure
+
+
+RULE = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: httpbin, namespace: {ns}}}
+spec:
+  host: httpbin.{ns}.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpCookie: {{name: sticky-session-key, ttl: 0s}}
+"""
+
+
+def setup_httpbin(cluster, ns: str, replicas: int = 3) -> None:
+    """httpbin × `replicas` with the seed rule (cookie affinity) in `ns`; tables correct."""
+    cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "httpbin.yaml"))
+    if replicas != 3:
+        cluster.kubectl("scale", "deployment/httpbin", "-n", ns, f"--replicas={replicas}")
+    cluster.apply(RULE.format(ns=ns))
+    wait_until(
+        lambda: (d := table_doc(cluster, ns, SERVICE, PORT)) and d.policy.type == "consistentHash",
+        timeout=60,
+        what="the rule's consistent-hash table",
+    )
+    wait_correct(cluster, ns, replicas)
+
+
+def scale(cluster, ns: str, replicas: int) -> None:
+    """`kubectl scale` httpbin, retried while the API server is coming back."""
+    wait_until(
+        lambda: cluster.kubectl(
+            "scale", "deployment/httpbin", "-n", ns, f"--replicas={replicas}", check=False
+        ),
+        timeout=60,
+        what=f"kubectl scale --replicas={replicas} accepted",
+    )
