@@ -32,7 +32,7 @@ def load_targets(cluster) -> list[tuple[str, int, object]]:
 
 def start_load(cluster, ns: str, **kw) -> Load:
     """Bounded keep-alive load on httpbin.<ns> through the gateway (see `load.Load`)."""
-    load = Load(load_targets(cluster), f"{SERVICE}.{ns}", **kw).start()
+    load = Load(load_targets(cluster), f"{SERVICE}.{ns}", namespace=ns, **kw).start()
     wait_until(lambda: load.report.ok >= 20, timeout=30, what="load flowing")
     return load
 
@@ -172,7 +172,7 @@ def report(scenario: str, result, correct_seconds: float, cluster) -> Figure:
     """Print the scenario's figure (collected into the README with `-s`) and return it."""
     figure = Figure(scenario, result.sent, result.failed, result.by_kind(), correct_seconds,
                     cluster.backend)  # fmt: skip
-    print(f"\n{figure.line()}", flush=True)
+    print(f"\n{figure.line()}\n  {result.summary()}", flush=True)
     return figure
 
 
@@ -212,3 +212,13 @@ def scale(cluster, ns: str, replicas: int) -> None:
         timeout=60,
         what=f"kubectl scale --replicas={replicas} accepted",
     )
+
+
+def assert_refusals_only(result, removed: int, cluster) -> None:
+    """The documented bound of a scale-down under load: the only failures are 502s whose
+    `--connect-attempts` (3) connections were all refused by pods already going away before
+    the gateway's table dropped them (each refused pod is then skipped for 5 s on that replica),
+    at most one per removed pod and gateway replica. Zero is the usual outcome."""
+    bad = [f for f in result.failures if "upstream connect failed" not in f.detail]
+    assert not bad, result.summary()
+    assert result.failed <= removed * max(1, len(gateway_pods(cluster))), result.summary()

@@ -7,7 +7,8 @@ traffic. A request fails as:
 - `timeout`: no complete response within `timeout` seconds;
 - `broken`: the connection broke after it was made (reset, closed mid-response);
 - `5xx`: a response with status 500-599 (by code in `codes`);
-- `other`: any other status than `expect`.
+- `other`: any other status than `expect`, or an answer from another namespace's pod (the
+  lab's backend names its pod's namespace in `X-Pod-Namespace`; go-httpbin on kind does not).
 A failed connection is replaced by a new one (counted only as that one failure). The load is
 bounded: it stops after `max_seconds` or `max_requests`, whichever comes first, even if the
 test forgets to stop it.
@@ -80,11 +81,13 @@ class Load:
         expect: int = 200,
         max_seconds: float = 600.0,
         max_requests: int = 100_000,
+        namespace: str | None = None,
     ) -> None:
         self.targets, self.host, self.path = targets, host, path
         self.clients, self.interval, self.timeout, self.expect = clients, 1 / rate, timeout, expect
         self.cookies = [f'{cookie}="{secrets.token_hex(8)}"' for _ in range(sessions)]
         self.max_seconds, self.max_requests = max_seconds, max_requests
+        self.namespace = namespace
         self.report = LoadReport()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -180,6 +183,9 @@ class Load:
             status = resp.status
             kind = "" if status == self.expect else ("5xx" if 500 <= status < 600 else "other")
             detail = f"{status} {body[:160]!r}" if kind else ""
+            answered_by = resp.getheader("X-Pod-Namespace")
+            if not kind and self.namespace and answered_by not in (None, self.namespace):
+                kind, detail = "other", f"answered by a pod of namespace {answered_by}"
             self._record(at, status, kind, detail, i)
             if resp.will_close:
                 conn.close()

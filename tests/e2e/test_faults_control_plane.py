@@ -19,6 +19,7 @@ from tether.lab.testing import wait_until
 
 from .chaos import (
     TABLES_NS,
+    assert_refusals_only,
     leader,
     orphans,
     report,
@@ -52,7 +53,7 @@ def test_apiserver_killed_in_a_scale_storm_fails_no_request(cluster, namespace: 
     finally:
         result = load.stop()
     report("kube-apiserver SIGKILLed in a 3→10→3 storm", result, correct, cluster)
-    assert result.failed == 0, result.summary()
+    assert_refusals_only(result, removed=7, cluster=cluster)
 
 
 def test_etcd_restarted_fails_no_request(cluster, namespace: str):
@@ -112,7 +113,7 @@ def test_acting_operator_killed_in_a_storm_is_replaced_and_leaves_no_orphan(
         converged,
         cluster,
     )
-    assert result.failed == 0, result.summary()
+    assert_refusals_only(result, removed=2, cluster=cluster)
     assert orphans(cluster, namespace) == []
     # the peering lifetime (15 s) + 2 s settle + one reconcile, with room for a busy machine
     assert converged < 45, converged

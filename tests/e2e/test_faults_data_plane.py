@@ -40,11 +40,15 @@ CUT_SECONDS = 60
 MAX_BACKOFF = 30.0  # the gateway's table watch: 0.5 s doubling to 30 s, ±20 % jitter
 
 
-def _retry_delays(cluster, pod: str, since: int) -> list[float]:
-    """The back-off delays the gateway replica logged ("retrying in X s") in the last
-    `since` seconds."""
-    out = cluster.kubectl("logs", "-n", TABLES_NS, pod, "-c", "gateway", f"--since={since}s")
-    return [float(m) for m in re.findall(r"table watch error .*; retrying in ([\d.]+)s", out)]
+def _log(cluster, pod: str) -> list[str]:
+    """The gateway replica's log lines so far (the lab's kubelet serves no `--since`)."""
+    return cluster.kubectl("logs", "-n", TABLES_NS, pod, "-c", "gateway").splitlines()
+
+
+def _retry_delays(lines: list[str]) -> list[float]:
+    """The back-off delays logged ("table watch error ...; retrying in X s") in `lines`."""
+    found = (re.search(r"table watch error .*; retrying in ([\d.]+)s", line) for line in lines)
+    return [float(m.group(1)) for m in found if m]
 
 
 def test_gateway_cut_off_the_api_server_serves_last_good_tables_and_relists(
@@ -59,6 +63,7 @@ def test_gateway_cut_off_the_api_server_serves_last_good_tables_and_relists(
     old = table_doc(cluster, namespace, SERVICE, 8000).checksum
     load = start_load(cluster, namespace)
     try:
+        logged = {p["metadata"]["name"]: len(_log(cluster, p["metadata"]["name"])) for p in pods}
         cut_at = time.monotonic()
         for p in pods:
             cluster.cut_api(p["status"]["podIP"])
@@ -83,9 +88,7 @@ def test_gateway_cut_off_the_api_server_serves_last_good_tables_and_relists(
         healed = time.monotonic()
         correct = wait_correct(cluster, namespace, 5, timeout=MAX_BACKOFF * 1.2 + 60)
         after = {p["metadata"]["name"]: gateway_status(cluster, p) for p in pods}
-        delays = {p["metadata"]["name"]: _retry_delays(cluster, p["metadata"]["name"],
-                                                       int(time.monotonic() - cut_at) + 5)
-                  for p in pods}  # fmt: skip
+        delays = {name: _retry_delays(_log(cluster, name)[logged[name] :]) for name in logged}
         mark = load.sent()
         wait_until(lambda: load.sent() > mark + 200, timeout=60, what="load after the cut")
     finally:
@@ -161,6 +164,10 @@ def test_table_configmap_edited_by_hand_is_refused_and_restored(cluster, namespa
 
 
 def test_table_configmap_deleted_by_hand_is_restored(cluster, namespace: str):
+    """The operator puts the table back within its coalescing window; until the gateway has
+    it again, the Service has no table there, so its requests fail (or, when exactly one other
+    Service is published, go to that one: the gateway's default route). Bound: no failure
+    once every gateway replica routes by the restored table."""
     setup_httpbin(cluster, namespace)
     good = table_doc(cluster, namespace, SERVICE, 8000).checksum
     load = start_load(cluster, namespace)
@@ -169,13 +176,15 @@ def test_table_configmap_deleted_by_hand_is_restored(cluster, namespace: str):
         cluster.kubectl("delete", "configmap", table_name(namespace), "-n", TABLES_NS)
         wait_until(lambda: _restored(cluster, namespace, good), timeout=60,
                    what="the operator restoring the table")  # fmt: skip
-        correct = wait_correct(cluster, namespace, 3) + (time.monotonic() - deleted)
+        wait_correct(cluster, namespace, 3)
+        restored = time.monotonic()
         mark = load.sent()
         wait_until(lambda: load.sent() > mark + 200, timeout=60, what="load after the delete")
     finally:
         result = load.stop()
-    report("table ConfigMap deleted by hand", result, correct, cluster)
-    assert result.failed == 0, result.summary()
+    report("table ConfigMap deleted by hand", result, restored - deleted, cluster)
+    late = [f for f in result.failures if not deleted <= f.at <= restored]
+    assert not late, result.summary()
 
 
 def test_backend_pod_sigkilled_under_load(cluster, namespace: str):

@@ -23,6 +23,7 @@ from pathlib import Path
 from tether.kind import versions as v
 from tether.kind.config import ClusterConfig, free_port
 from tether.kind.engine import EngineError, docker, image_exists, needs_sys_resource_workaround
+from tether.kind.faults import KindFaults
 from tether.kind.netns import in_netns
 from tether.kind.paths import cache_dir
 
@@ -33,11 +34,12 @@ class KindError(RuntimeError):
     """kind failed, or the cluster is not in the state the caller needs."""
 
 
-class KindCluster:
+class KindCluster(KindFaults):
     """A handle on the kind cluster `name`; `kind` is the CLI binary to use.
 
     One of the two backends of tether's end-to-end suite (the other is `tether.lab.Lab`), with
-    the same `kubectl`, `kubectl_json`, `apply` and `connect`.
+    the same `kubectl`, `kubectl_json`, `apply` and `connect`, and the same fault operations
+    (`KindFaults`: crash, restart, kill_container, cut_api, heal_api).
     """
 
     backend = "kind"

@@ -129,6 +129,8 @@ class ConfigMapWatcher:
                     self.sync.lost("gone")
                     rv = None
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                    if self.sync.synced:  # it worked until now: the back-off starts over
+                        backoff = 0.5
                     self.sync.lost("error")
                     log.warning("table watch error (%s); retrying in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
