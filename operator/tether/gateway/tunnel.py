@@ -59,11 +59,11 @@ class Side(asyncio.Protocol):
         """This side stops sending: pass the EOF on, and keep the other direction open if the
         other side can take a half-close; close once both directions ended."""
         self.eof = True
+        self.tunnel.why = self.tunnel.why or f"{self.name} closed"  # the side that ended first
         peer = self.peer
         if peer.lost:
             return False
         if peer.eof or not peer.transport.can_write_eof():
-            self.tunnel.why = self.tunnel.why or f"{self.name} closed"
             peer.transport.close()  # after what is buffered for it
             return False
         peer.transport.write_eof()
