@@ -5,6 +5,7 @@ connections, Secure cookies and X-Forwarded-Proto, wss, and the HTTP → HTTPS r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -72,9 +73,11 @@ def _serial(port: int, name: str | None, pki) -> int:
     ctx = _client_ctx(pki)
     if name is None:
         ctx.check_hostname = False
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=name) as s:
-            return serial_of(s.getpeercert(binary_form=True))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=name) as s,
+    ):
+        return serial_of(s.getpeercert(binary_form=True))
 
 
 def test_https_requests_reach_the_app_with_proto_https(h, pki):
@@ -188,9 +191,11 @@ def _default_now(port: int) -> bool:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="a.example.test") as s:
-            return serial_of(s.getpeercert(binary_form=True)) == 33
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="a.example.test") as s,
+    ):
+        return serial_of(s.getpeercert(binary_form=True)) == 33
 
 
 def _until(predicate, timeout: float = 10.0) -> None:
@@ -234,10 +239,8 @@ def test_wss_through_the_gateway(h, pki):
 def test_a_handshake_that_never_comes_is_cut(h, pki):
     gw, _ = _gateway(h, pki, header_timeout=0.3)
     with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=10) as s:
-        try:
+        with contextlib.suppress(ConnectionResetError):  # or reset: closed either way
             assert s.recv(1) == b""  # closed by the gateway well before the client's timeout
-        except ConnectionResetError:
-            pass
 
 
 def test_plain_http_redirects_to_https_except_acme_challenges(h, pki):
