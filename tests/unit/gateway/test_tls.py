@@ -238,9 +238,11 @@ def test_wss_through_the_gateway(h, pki):
 
 def test_a_handshake_that_never_comes_is_cut(h, pki):
     gw, _ = _gateway(h, pki, header_timeout=0.3)
-    with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=10) as s:
-        with contextlib.suppress(ConnectionResetError):  # or reset: closed either way
-            assert s.recv(1) == b""  # closed by the gateway well before the client's timeout
+    with (
+        socket.create_connection(("127.0.0.1", gw.tls_port), timeout=10) as s,
+        contextlib.suppress(ConnectionResetError),  # or reset: closed either way
+    ):
+        assert s.recv(1) == b""  # closed by the gateway well before the client's timeout
 
 
 def test_plain_http_redirects_to_https_except_acme_challenges(h, pki):
