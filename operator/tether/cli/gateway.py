@@ -57,7 +57,7 @@ def register(subparsers) -> None:
     _add(t, "eject-seconds", 5.0, "skip an endpoint this long after it refused", float)
     _add(t, "upgrade-protocols", "websocket", "Upgrade protocols tunnelled (comma-separated)")
     tls = p.add_argument_group("TLS (off unless --tls-listen is set)")
-    _add(tls, "tls-listen", "", "address:port of the TLS listener, e.g. $POD_IP:8443")
+    _add(tls, "tls-listen", "", "[address]:port of the TLS listener (:8443 = $POD_IP:8443)")
     _add(tls, "tls-dir", "", "certificates from NAME.crt+NAME.key or NAME/tls.{crt,key} here")
     _add(tls, "tls-secrets", "", "kubernetes.io/tls Secrets to serve, by name (comma-separated)")
     _add(tls, "tls-secret-selector", "", "or: the kubernetes.io/tls Secrets with these labels")
@@ -90,7 +90,7 @@ def config_from_args(args: argparse.Namespace):
     host, port = _hostport(args.listen)
     tls = None
     if args.tls_listen:
-        tls_host, tls_port = _hostport(args.tls_listen)
+        tls_host, tls_port = _hostport(args.tls_listen, os.environ.get("POD_IP") or "0.0.0.0")
         tls = TLSConfig(
             listen_host=tls_host,
             listen_port=tls_port,
