@@ -14,9 +14,9 @@ import subprocess
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.unit.gateway.certs import Pki, serial_of
 from tether.lab import Lab
 from tether.lab.testing import wait_until
-from tests.unit.gateway.certs import Pki, serial_of
 
 from .tether_deploy import EXAMPLES, TABLES_NS, gateway_pods, ready_endpoints, table_doc
 
