@@ -31,14 +31,16 @@ if TYPE_CHECKING:
 class Side(asyncio.Protocol):
     """One connection of a tunnel; what it reads goes to its ``peer``."""
 
-    __slots__ = ("eof", "held", "last", "lost", "name", "nbytes", "peer", "transport", "tunnel",
-                 "wdeadline", "wsize")  # fmt: skip
+    __slots__ = ("eof", "forward", "gw", "held", "last", "lost", "name", "nbytes", "peer",
+                 "transport", "tunnel", "wdeadline", "wsize")  # fmt: skip
 
     def __init__(self, tunnel: Tunnel, name: str, transport, clock: float) -> None:
         self.tunnel = tunnel
+        self.gw = tunnel.gw
         self.name = name
         self.transport = transport
         self.peer: Side = self
+        self.forward = _drop  # the peer's transport.write once joined (hot path)
         self.last = clock  # the last time a byte was read from this side
         self.held = False  # reading paused: the peer does not take what it is sent
         self.eof = False  # this side will send nothing more
@@ -49,11 +51,9 @@ class Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Relay the bytes to the other side as they come."""
-        self.last = self.tunnel.gw.clock
+        self.last = self.gw.clock
         self.nbytes += len(data)
-        peer = self.peer
-        if not peer.lost:
-            peer.transport.write(data)
+        self.forward(data)
 
     def eof_received(self) -> bool:
         """This side stops sending: pass the EOF on, and keep the other direction open if the
@@ -81,14 +81,19 @@ class Side(asyncio.Protocol):
         peer = self.peer
         if peer.held:
             peer.held = False
-            peer.last = self.tunnel.gw.clock
+            peer.last = self.gw.clock
             if not peer.lost and not peer.eof:
                 peer.transport.resume_reading()
 
     def connection_lost(self, exc) -> None:
         """This side is gone: close the other one after what is buffered for it."""
         self.lost = True
+        self.peer.forward = _drop
         self.tunnel.side_lost(self)
+
+
+def _drop(data: bytes) -> None:
+    """Where bytes for a side that is gone go."""
 
 
 class Tunnel:
@@ -104,6 +109,8 @@ class Tunnel:
         self.upstream = Side(self, "upstream", upstream_transport, gw.clock)
         self.client.peer = self.upstream
         self.upstream.peer = self.client
+        self.client.forward = upstream_transport.write
+        self.upstream.forward = client_transport.write
         self.closing = False
         self.why = ""
 
