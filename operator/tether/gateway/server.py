@@ -398,7 +398,9 @@ async def serve(config: GatewayConfig) -> int:
     """Run a gateway until SIGTERM/SIGINT, then drain; returns the exit code."""
     gw = Gateway(config)
     await gw.start()
-    log.info("gateway listening on %s:%d (admin %d)", config.listen_host, gw.port, gw.admin_port)
+    tls = f", TLS {config.tls.listen_host}:{gw.tls_port}" if config.tls is not None else ""
+    log.info("gateway listening on %s:%d (admin %d%s)", config.listen_host, gw.port,
+             gw.admin_port, tls)  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(gw.shutdown()))
