@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 
@@ -354,3 +355,17 @@ def test_plain_requests_still_reach_the_tunnel_backend(h):
     assert [r.status for r in got] == [200]
     assert json.loads(got[0].body)["backend"] == "t0"
     assert isinstance(b, TunnelBackend)
+
+
+def test_an_upgrade_behind_a_full_pipeline_waits_its_turn(h):
+    gw, (b,) = tunnel_gateway(h, max_pipelined=2)
+    gets = b"".join(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(5))
+    s, head, rest = handshake(gw.port, gets + upgrade_request() + b"EARLY")
+    with s:
+        data = head + rest
+        while data.count(b"\r\n\r\n") < 6 or b"101 Switching" not in data:
+            data += s.recv(65536)
+        assert re.findall(rb"HTTP/1.1 (\d{3})", data) == [b"200"] * 5 + [b"101"]
+        s.sendall(b"!")
+        h.wait(lambda: bytes(b.conns[-1].received) == b"EARLY!")
+    assert [r["url"] for r in b.requests] == ["/0", "/1", "/2", "/3", "/4", "/ws"]
