@@ -206,6 +206,7 @@ def test_default_route_follows_the_published_services():
     store.publish()
     assert store.router.lookup(None).key == "b/api:80"
     subset = make_document([("10.0.0.1", 80, "p")], algorithm=None, namespace="c", name="x")
-    store.apply("sub", subset.model_copy(update={"subset": "v1", "checksum": None}).sealed().dumps())
+    subset = subset.model_copy(update={"subset": "v1", "checksum": None}).sealed()
+    store.apply("sub", subset.dumps())
     store.publish()
     assert store.router.lookup(None).key == "b/api:80"  # a subset table is not a Service
