@@ -55,8 +55,8 @@ def read_table_file(full: str, root: str, cap: int = MAX_TABLE_BYTES) -> tuple[S
         if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
             raise Skipped("changed while being read")
         chunks, size = [], 0
-        while size <= cap:
-            chunk = os.read(fd, cap + 1 - size)
+        while size <= cap:  # ask for what stat said (+1 to see growth), not a whole cap
+            chunk = os.read(fd, min(cap, max(st.st_size, size)) + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
