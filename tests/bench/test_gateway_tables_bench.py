@@ -58,7 +58,7 @@ if int(os.environ.get("TETHER_BENCH_TABLES", "0")) >= 10000:
 
 
 def _load() -> str:
-    return "%.2f %.2f %.2f" % os.getloadavg()
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _ms(values: list[float]) -> dict:
