@@ -13,18 +13,12 @@ Invariants:
 - While the worker has work, the interpreter's thread switch interval is lowered to
   ``SWITCH_SECONDS`` so the loop thread gets the GIL back within about that long; every GIL-holding
   C call on the worker's path is kept short (``gateway.lookup``).
-- Tables are long-lived and acyclic (tested), so a slice that committed routes moves every
-  object alive into the cyclic collector's permanent generation (``gc.freeze``, as the gateway
-  does after its first load): replaced tables are still freed by reference counting, and the
-  collector never stops the loop to walk thousands of fresh table objects (a burst of 2,000
-  tables measured 20-30 ms young-generation pauses without it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import queue
 import sys
@@ -167,8 +161,6 @@ class TableWorker:
             store.commit(name, outcome)
             count += 1
         store.publish()
-        if count:
-            gc.freeze()
         if out:
             with self._lock:
                 self._queued = True
