@@ -222,8 +222,9 @@ def _ketama(doc):
 
 
 def test_replaced_tables_are_freed_without_the_cycle_collector():
-    """The table worker freezes what is alive after applying tables (``gc.freeze``), which is
-    leak-free only if tables hold no reference cycles: replaced ones go by refcount alone."""
+    """Tables hold no reference cycles: a replaced table is freed at once by reference counting.
+    The gateway freezes what is alive after its first load (``gc.freeze``); frozen tables would
+    leak when replaced if they were cyclic."""
     from tether.models.table import HashKey
 
     eps = [(f"10.0.0.{i}", 8080, f"p{i}", i != 2) for i in range(5)]
