@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 export GOTOOLCHAIN := local
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-lab lint bench bench-gateway demo lab-binaries clean istio-diff
+.PHONY: help install test test-unit test-lab test-kind lint bench bench-gateway bench-kind demo \
+	kind-demo kind-images kind-up kind-down lab-binaries clean istio-diff
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -23,15 +24,31 @@ install: $(BIN)/tether ## create .venv and install tether with its dev tools
 lab-binaries: install ## build the lab's Go binaries into the cache (only when missing)
 	$(BIN)/tether lab build
 
-test: install lab-binaries ## the whole suite: unit tier, then the lab tier on a real control plane
-	$(BIN)/pytest -m "not lab and not bench" tests/unit
-	$(BIN)/pytest -m lab tests/lab
+test: install lab-binaries kind-images ## the whole suite: unit, lab (lab + e2e on the lab), kind (e2e on kind)
+	$(BIN)/pytest -m "not lab and not bench and not e2e" tests/unit
+	$(BIN)/pytest -m "lab or e2e" --cluster=lab tests/lab tests/e2e
+	$(BIN)/pytest -m e2e --cluster=kind tests/e2e
 
 test-unit: install ## unit tier only (seconds)
-	$(BIN)/pytest -m "not lab and not bench" tests/unit
+	$(BIN)/pytest -m "not lab and not bench and not e2e" tests/unit
 
-test-lab: install lab-binaries ## lab tier only
-	$(BIN)/pytest -m lab tests/lab
+test-lab: install lab-binaries ## lab tier: lab tests and the end-to-end suite on the lab
+	$(BIN)/pytest -m "lab or e2e" --cluster=lab tests/lab tests/e2e
+
+test-kind: install kind-images ## kind tier: the end-to-end suite on a kind cluster (offline images)
+	$(BIN)/pytest -m e2e --cluster=kind tests/e2e
+
+kind-images: install lab-binaries ## build the offline kind images (node, go-httpbin, tether:dev; cached)
+	$(BIN)/tether kind build
+
+kind-up: kind-images ## a kind cluster `tether` with tether's images loaded (gateway port printed)
+	$(BIN)/tether kind up
+
+kind-down: install ## delete the kind cluster `tether`
+	$(BIN)/tether kind down
+
+kind-demo: kind-images ## the seed walkthrough on a kind cluster: real images, deploy/ unchanged
+	$(BIN)/tether demo --cluster kind
 
 lint: install ## ruff + import-linter layer contracts
 	$(BIN)/ruff check operator tests
@@ -39,7 +56,10 @@ lint: install ## ruff + import-linter layer contracts
 	cd operator && ../$(BIN)/lint-imports --config ../pyproject.toml
 
 bench: install ## benchmarks: hashing core (table, JSON, PNG) and the operator on the lab
-	$(BIN)/pytest -m bench -s -p no:cacheprovider tests/bench
+	$(BIN)/pytest -m bench -s -p no:cacheprovider tests/bench --ignore=tests/bench/test_kind_bench.py
+
+bench-kind: install lab-binaries kind-images ## kind vs lab: warm up, scale -> routing, gateway rps
+	$(BIN)/pytest -m bench -s -p no:cacheprovider tests/bench/test_kind_bench.py
 
 bench-gateway: install ## gateway vs nginx vs HAProxy side by side on loopback
 	$(BIN)/python -m tests.bench.gateway

@@ -11,37 +11,20 @@ every lab test error with the reason (missing binary, netns permission, apiserve
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tether.lab import Lab
-from tether.lab.testing import LabUnavailable, session_lab, wait_until
+
+from ..conftest import fresh_namespace
 
 # tether deployed from deploy/ exactly as a user applies it (session fixtures)
 from .tether_deploy import tether_gateway, tether_operator  # noqa: F401
 
-
-@pytest.fixture(scope="session")
-def lab() -> Lab:
-    """The session's running lab (joined: this process is inside its network namespace)."""
-    try:
-        with session_lab(enter=True) as running:
-            yield running
-    except LabUnavailable as e:
-        pytest.fail(str(e), pytrace=False)
+# The session's `lab` fixture is in tests/conftest.py (shared with tests/e2e on the lab).
 
 
 @pytest.fixture
 def namespace(lab: Lab, request: pytest.FixtureRequest) -> str:
     """A fresh namespace for one test (its `default` ServiceAccount exists); deleted after."""
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:5]}"
-    lab.kubectl("create", "namespace", name)
-    wait_until(
-        lambda: lab.kubectl("get", "serviceaccount", "default", "-n", name, check=False),
-        timeout=30,
-        what=f"ServiceAccount {name}/default",
-    )
-    yield name
-    lab.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(lab, request) as name:
+        yield name

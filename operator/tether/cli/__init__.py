@@ -13,7 +13,7 @@ import importlib
 import sys
 
 # Order is the order shown in `tether --help`.
-COMMANDS: tuple[str, ...] = ("table", "operator", "gateway", "lab", "demo", "watch", "plan")
+COMMANDS: tuple[str, ...] = ("table", "operator", "gateway", "lab", "kind", "demo", "watch", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

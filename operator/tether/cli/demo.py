@@ -1,6 +1,9 @@
-"""`tether demo` (`make demo`): the seed walkthrough, end to end, on tether's lab.
+"""`tether demo` (`make demo`, `make kind-demo`): the seed walkthrough, end to end.
 
-1. start the lab; deploy httpbin ×3, the operator and the gateway exactly from deploy/;
+On the lab (default) or on a real kind cluster (`--cluster kind`: real images, kubelet,
+CoreDNS and kube-proxy; the gateway is reached from the host at http://127.0.0.1:<port>).
+
+1. start the cluster; deploy httpbin ×3, the operator and the gateway exactly from deploy/;
 2. 30 requests to /status/418 without a DestinationRule: spread over the 3 pods;
 3. apply the seed DestinationRule verbatim; a browser-like client sends /status/333 keeping its
    cookie: every request reaches one pod, and the ``sticky-session-key`` Set-Cookie is shown;
@@ -23,16 +26,27 @@ EXAMPLES = ROOT / "deploy" / "examples"
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `demo` subcommand."""
-    p = sub.add_parser("demo", help="run the seed walkthrough end to end on the lab")
-    p.add_argument("--name", default="demo", help="lab name (default %(default)s)")
-    p.add_argument("--keep", action="store_true", help="leave the lab running afterwards")
+    p = sub.add_parser("demo", help="run the seed walkthrough end to end on the lab or kind")
+    p.add_argument(
+        "--cluster",
+        choices=("lab", "kind"),
+        default="lab",
+        help="lab (default: seconds, no Docker) or kind (real images)",
+    )
+    p.add_argument("--name", default="demo", help="lab or kind cluster name (default %(default)s)")
+    p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
     p.add_argument("--sessions", type=int, default=1000, help="client sessions for step 4")
     p.set_defaults(func=run)
 
 
 class Demo:
+    """The walkthrough's steps on one cluster (a `tether.lab.Lab` or a kind cluster)."""
+
     def __init__(self, lab, console, sessions: int) -> None:
+        from tether.cli.demo_http import Answers
+
         self.lab, self.console, self.sessions = lab, console, sessions
+        self.answers = Answers(lab)
         self.failures: list[str] = []
 
     def check(self, ok: bool, what: str) -> bool:
@@ -63,7 +77,7 @@ class Demo:
         crd = str(ROOT / "crds" / "destinationrule.yaml")
         self._kubectl("apply", "-f", crd)
         self.wait(self._crd_established, 60, "the DestinationRule CRD")
-        self._kubectl("apply", "-k", str(ROOT / "deploy"))
+        self._kubectl("apply", "-k", str(ROOT / lab.deploy_dir))
         self._kubectl("apply", "-n", "default", "-f", str(EXAMPLES / "httpbin.yaml"))
         self.wait(lambda: self._ready("default", "app=httpbin") == 3, 120, "3 httpbin pods Ready")
         self.wait(
@@ -76,12 +90,28 @@ class Demo:
             120,
             "the gateway (Ready after its first table load)",
         )
+        if lab.backend == "kind":
+            gw = ("127.0.0.1", lab.host_port)
+            self.console.print(f"  gateway at http://{gw[0]}:{gw[1]} (from this host)")
+            return gw
         pod = lab.kubectl_json(
             "pods", "-n", "tether-system", "-l", "app.kubernetes.io/name=tether-gateway"
         )["items"][0]
         gw = pod["status"]["podIP"]
         self.console.print(f"  gateway at http://{gw}:8080 (pod {pod['metadata']['name']})")
         return gw, 8080
+
+    def get(self, gw: tuple[str, int], path: str, n: int = 1):
+        """`n` GETs of `path` through the gateway, each with the pod that answered."""
+        from tether.cli.demo_http import request
+
+        return self.answers.resolve([request(*gw, path) for _ in range(n)])
+
+    def routes(self, gw: tuple[str, int], cookies: list[str]) -> list[str]:
+        """The pod each session cookie lands on."""
+        from tether.cli.demo_http import route_sessions
+
+        return route_sessions(*gw, cookies, answers=self.answers)
 
     def _table_doc(self):
         """The published table of default/httpbin:8000, verified."""
@@ -114,15 +144,13 @@ class Demo:
 
     def spread(self, gw: tuple[str, int]) -> None:
         """Step 2 of the seed: 30 requests without a rule must reach every pod, with no cookie."""
-        from tether.cli.demo_http import request
-
         self.step("Without a DestinationRule: 30 × GET /status/418")
         self.wait(
-            lambda: len({request(*gw, "/get").pod for _ in range(6)}) == 3,
+            lambda: len({r.pod for r in self.get(gw, "/get", 6)}) == 3,
             60,
             "the gateway to route to all 3 pods",
         )
-        replies = [request(*gw, "/status/418") for _ in range(30)]
+        replies = self.get(gw, "/status/418", 30)
         counts = Counter(r.pod for r in replies)
         self._table(("pod", "requests"), counts.most_common())
         self.check(all(r.status == 418 for r in replies), "every reply is 418 I'm a teapot")
@@ -143,7 +171,7 @@ class Demo:
         )
         self.step("A browser: 20 × GET /status/333, keeping its cookie")
         browser = Browser(*gw)
-        replies = [browser.get("/status/333") for _ in range(20)]
+        replies = self.answers.resolve([browser.get("/status/333") for _ in range(20)])
         browser.close()
         counts = Counter(r.pod for r in replies)
         self.console.print(f"  Set-Cookie: {browser.first_set_cookie}")
@@ -169,22 +197,21 @@ class Demo:
 
     def rescale(self, gw: tuple[str, int]) -> None:
         """Scale 3→5 and check the moved sessions against what the two tables predict."""
-        from tether.cli.demo_http import route_sessions
         from tether.reconcile.moved import moved_fraction
 
         n = self.sessions
         self.step(f"{n} client sessions, then kubectl scale deployment httpbin --replicas 5")
         cookies = [f'sticky-session-key="{secrets.token_hex(8)}"' for _ in range(n)]
-        before = route_sessions(*gw, cookies)
+        before = self.routes(gw, cookies)
         table_before = self._table_doc()
         self.lab.kubectl("scale", "deployment/httpbin", "--replicas=5", "-n", "default")
         self.wait(lambda: self._ready("default", "app=httpbin") == 5, 120, "5 httpbin pods Ready")
         self.wait(
-            lambda: len(set(route_sessions(*gw, cookies[:200]))) == 5,
+            lambda: len(set(self.routes(gw, cookies[:200]))) == 5,
             60,
             "the gateway to load the 5-pod table",
         )
-        after = route_sessions(*gw, cookies)
+        after = self.routes(gw, cookies)
         table_after = self.wait(
             lambda: (d := self._table_doc()) and sum(e.ready for e in d.endpoints) == 5 and d,
             30,
@@ -253,22 +280,46 @@ class Demo:
         )
 
 
+def _start_lab(args, console):
+    """Start (or reuse) the lab and join its namespace; return (lab, reused)."""
+    from tether.lab import Lab
+
+    lab = Lab(args.name)
+    reused = lab.is_up()
+    if not reused:
+        lab.up(progress=lambda msg: console.print(f"  [lab] {msg}", style="dim"))
+    lab.enter()  # this process now sends its requests from inside the lab
+    return lab, reused
+
+
+def _start_kind(args, console):
+    """Build (or reuse) the images, start (or reuse) the kind cluster, load tether's images."""
+    from tether.cli.kind import cluster, prepare
+    from tether.kind import versions as v
+
+    image, _ = prepare("offline")
+    kc = cluster(args.name)
+    reused = kc.status()["up"]
+    if not reused:
+        meta = kc.up(image, "offline", say=lambda m: console.print(f"  [kind] {m}", style="dim"))
+        console.print(
+            f"  [kind] cluster up in {meta['up_seconds']:.0f} s (offline mode, node image {image})",
+            style="dim",
+        )
+    kc.load(v.TETHER_IMAGE, v.HTTPBIN_IMAGE)
+    return kc, reused
+
+
 def run(args: argparse.Namespace) -> int:
     """Run every step; 0 only if each check passed."""
     from rich.console import Console
 
-    from tether.lab import Lab
-
     console = Console()
-    lab = Lab(args.name)
     started = time.monotonic()
-    console.rule("[bold]tether demo: sticky sessions without a mesh")
-    reused = lab.is_up()
-    if not reused:
-        lab.up(progress=lambda msg: console.print(f"  [lab] {msg}", style="dim"))
+    console.rule(f"[bold]tether demo on {args.cluster}: sticky sessions without a mesh")
+    cluster, reused = (_start_kind if args.cluster == "kind" else _start_lab)(args, console)
     try:
-        lab.enter()  # this process now sends its requests from inside the lab
-        demo = Demo(lab, console, args.sessions)
+        demo = Demo(cluster, console, args.sessions)
         gw = demo.deploy()
         demo.spread(gw)
         demo.sticky(gw)
@@ -279,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         if not (args.keep or reused):
-            lab.down()
+            cluster.down()
     took = time.monotonic() - started
     if demo.failures:
         console.print(f"[red]{len(demo.failures)} check(s) failed in {took:.0f} s:")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -42,7 +43,15 @@ def _ancestors() -> set[int]:
 
 
 class Lab:
-    """A handle on the lab called `name` (state in `LabPaths.of(name)`)."""
+    """A handle on the lab called `name` (state in `LabPaths.of(name)`).
+
+    It is one of the two backends of tether's end-to-end suite (the other is
+    `tether.kind.cluster.KindCluster`): both offer `kubectl`, `kubectl_json`, `apply`,
+    `connect` (a TCP connection to a pod IP) and name their `backend` and `deploy_dir`.
+    """
+
+    backend = "lab"
+    deploy_dir = "deploy"  # the kustomization applied for the operator and the gateway
 
     def __init__(self, name: str = layout.DEFAULT_NAME, nodes: int = 1, here: bool | None = None):
         self.paths = LabPaths.of(name)
@@ -339,6 +348,16 @@ class Lab:
         """`kubectl apply -f -` a YAML manifest (into `namespace` if given); return stdout."""
         ns = ["-n", namespace] if namespace else []
         return self.kubectl("apply", *ns, "-f", "-", input=manifest)
+
+    def connect(self, host: str, port: int, timeout: float = 10.0) -> socket.socket:
+        """A TCP connection to `host:port` (a pod IP) made from inside the lab's namespace."""
+        if netns.current_inode() == self._ns_inode():
+            return socket.create_connection((host, port), timeout=timeout)
+        inside = netns.NetnsExecutor(self.netns)
+        try:
+            return inside.call(socket.create_connection, (host, port), timeout=timeout)
+        finally:
+            inside.close()
 
     def enter(self) -> None:
         """Move the calling thread (the process, if called on the main thread before other

@@ -1,12 +1,14 @@
 """`tether lab whoami`: what the API server makes of this process's credentials.
 
-Meant to run inside a lab pod (tether's image): it loads $KUBECONFIG like any client would,
-asks SelfSubjectReview who it is, and really tries to list a few resources in its namespace,
-so RBAC on the pod's ServiceAccount shows in the result.
+Meant to run inside a pod of tether's image: it loads $KUBECONFIG like any client would (the
+lab's per-pod kubeconfig) or, on a real cluster, the in-cluster ServiceAccount token; asks
+SelfSubjectReview who it is, and really tries to list a few resources in its namespace, so RBAC
+on the pod's ServiceAccount shows in the result.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 LISTS = {
@@ -25,9 +27,16 @@ def whoami(resources: tuple[str, ...] = ("pods", "secrets")) -> dict:
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
 
-    config.load_kube_config()
-    _, context = config.list_kube_config_contexts()
-    namespace = context["context"].get("namespace", "default")
+    sa = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    if (sa / "token").exists() and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config()
+        source = str(sa / "token")
+        namespace = (sa / "namespace").read_text().strip()
+    else:
+        config.load_kube_config()
+        source = str(Path(os.environ.get("KUBECONFIG") or config.KUBE_CONFIG_DEFAULT_LOCATION))
+        _, context = config.list_kube_config_contexts()
+        namespace = context["context"].get("namespace", "default")
     review = client.AuthenticationV1Api().create_self_subject_review(client.V1SelfSubjectReview())
     user = review.status.user_info
     core = client.CoreV1Api()
@@ -44,5 +53,5 @@ def whoami(resources: tuple[str, ...] = ("pods", "secrets")) -> dict:
         "extra": user.extra or {},
         "namespace": namespace,
         "list": results,
-        "kubeconfig": str(Path(config.KUBE_CONFIG_DEFAULT_LOCATION).expanduser()),
+        "credentials": source,
     }
