@@ -12,7 +12,8 @@ whole Router on the event loop. Documents come from tether's own planner (10 end
    requesting: the longest stall of the gateway's event loop (a 1 ms ticker inside it) and the
    slowest answer, next to the same figures in a quiet window before the burst, and the time
    until the last table is live. Gateway, backends and clients run as separate processes.
-3. A gateway started beside N tables: time until /readyz answers 200, and its RSS then.
+3. A gateway started beside N tables: time until /readyz answers 200, the CPU it used until
+   then, and its RSS then.
 
 Every figure is printed with the load average (2 shared cores: use the ratios). Set
 ``TETHER_BENCH_TABLES=10000`` to add the 10,000-table maglev start-up (≈ 2 GB of tables).
@@ -160,6 +161,13 @@ def _wait_ready(admin: int, deadline: float) -> float:
     raise TimeoutError("the gateway never got ready")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (less sensitive to load than wall time)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
 def _rss_mib(pid: int) -> dict:
     fields = {}
     with open(f"/proc/{pid}/status") as fh:
@@ -283,7 +291,8 @@ def test_time_to_ready_and_rss(tmp_path):
             proc, ports = _spawn(*args + (["--anchor"] if anchor else []))
             try:
                 ready = _wait_ready(ports["admin"], start + 600) - start
-                figures = {"ready_s": round(ready, 2), **_rss_mib(proc.pid), "load": _load()}
+                figures = {"ready_s": round(ready, 2), "cpu_s": _cpu_s(proc.pid),
+                           **_rss_mib(proc.pid), "load": _load()}  # fmt: skip
             finally:
                 _stop(proc)
             record("gateway-tables", f"ready-{kind}-{n}-{label}", figures)
