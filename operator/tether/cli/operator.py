@@ -62,21 +62,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add(p, "priority", "0", "peering priority: an integer, or 'random' for replicas of one "
          "Deployment; the highest runs, the others stand by")  # fmt: skip
     _add(p, "dr-version", "v1", "DestinationRule API version to watch (v1, v1beta1, v1alpha3)")
+    _add(p, "resync-seconds", 300.0, "period of the full resync that repairs any table drifting "
+         "from what the cluster implies", float)  # fmt: skip
+    _add(p, "write-concurrency", 64, "table ConfigMap writes in flight at once", int)
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 
 
+def _identity() -> str:
+    """This replica's name in the peering object: the pod name when known, else host/pid."""
+    import secrets
+    import socket
+
+    pod = os.environ.get("POD_NAME") or os.environ.get("POD_ID")
+    base = pod or f"{socket.gethostname()}/{os.getpid()}"
+    return f"{base}/{secrets.token_hex(3)}"
+
+
+def _priority(value: str) -> int | None:
+    if value == "random":
+        import secrets
+
+        return 1 + secrets.randbelow(1_000_000)
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Build the Controller and hand it to kopf as memo; blocks until the operator exits."""
+    """Build the runtime options and hand them to kopf as memo; blocks until it exits."""
     import logging
 
-    os.environ["TETHER_DR_VERSION"] = args.dr_version  # read when the handlers register
     import kopf
 
     from tether.handlers import wiring  # noqa: F401 — registers the handlers
-    from tether.handlers.coalesce import Coalescer
-    from tether.handlers.controller import Config, Controller
-    from tether.k8s.tables import RuleStatus, TableStore, ensure_peering, load_credentials
+    from tether.handlers.controller import Config
+    from tether.handlers.runtime import Options
+    from tether.k8s.tables import ensure_peering, load_credentials
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -84,49 +107,43 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.verbose:  # kopf logs every handled event at INFO: far too chatty for pods
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    priority = _priority(args.priority)
+    if priority is None:
+        print(
+            f"tether operator: --priority must be an integer or 'random', got {args.priority!r}",
+            file=sys.stderr,
+        )
+        return 2
     load_credentials()
-    if args.priority == "random":
-        import secrets
-
-        priority = 1 + secrets.randbelow(1_000_000)
-    else:
-        try:
-            priority = int(args.priority)
-        except ValueError:
-            print(
-                f"tether operator: --priority must be an integer or 'random', got "
-                f"{args.priority!r}",
-                file=sys.stderr,
-            )
-            return 2
-    if args.peering and not args.standalone and ensure_peering(args.peering):
-        logging.getLogger("tether").info("created ClusterKopfPeering %s", args.peering)
-    config = Config(
-        tables_namespace=args.tables_namespace,
-        domain=args.cluster_domain,
-        root_namespace=args.root_namespace or None,
-        dr_version=args.dr_version,
-        quiet_namespaces=tuple(args.quiet_namespace),
+    peering = args.peering if args.peering and not args.standalone else None
+    if peering and ensure_peering(peering):
+        logging.getLogger("tether").info("created ClusterKopfPeering %s", peering)
+    identity = _identity()
+    options = Options(
+        config=Config(
+            tables_namespace=args.tables_namespace,
+            domain=args.cluster_domain,
+            root_namespace=args.root_namespace or None,
+            dr_version=args.dr_version,
+            quiet_namespaces=tuple(args.quiet_namespace),
+            write_concurrency=max(1, args.write_concurrency),
+        ),
+        identity=identity,
+        peering=peering,
+        namespaces=tuple(args.namespace),
+        quiet=args.coalesce_ms / 1000,
+        max_delay=args.max_delay_ms / 1000,
+        resync_seconds=max(1.0, args.resync_seconds),
     )
-    controller = Controller(
-        config, TableStore(config.tables_namespace), RuleStatus(config.dr_version)
-    )
-    coalescer = Coalescer(controller.sync, args.coalesce_ms / 1000, args.max_delay_ms / 1000)
     memo = kopf.Memo(
-        controller=controller,
-        coalescer=coalescer,
-        metrics_port=args.metrics_port,
-        bind_address=args.bind_address,
-        peering_name=args.peering or None,
-        priority=priority,
+        options=options, metrics_port=args.metrics_port, bind_address=args.bind_address
     )
-    namespaces = args.namespace
     kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        standalone=args.standalone or not args.peering,
+        clusterwide=True,
+        standalone=peering is None,
         priority=priority,
-        peering_name=args.peering or None,
+        peering_name=peering,
+        identity=identity,
         liveness_endpoint=args.liveness or None,
         memo=memo,
     )

@@ -1,75 +1,44 @@
 """The operator's one idempotent step: bring the tables of some Services up to date.
 
-``Controller.sync(batch)`` reads kopf's indexes (Services, EndpointSlices, Pods,
-DestinationRules), plans each dirty Service (pure, ``tether.reconcile.plan``), writes only the
-ConfigMaps whose checksum changed, deletes tables nobody wants any more, patches the status of
-the DestinationRules involved (only when it changed) and posts one Event per rebuilt table.
-Running it twice on the same cluster state writes nothing the second time.
+``Controller.sync(batch)`` reads tether's caches (``ClusterView``), plans each dirty Service
+(pure, ``tether.reconcile.plan``), compares each desired ConfigMap with the live one and
+writes only those that differ, with the live resourceVersion as a precondition
+(``tether.k8s.tables``); it deletes the live tables nobody wants any more, patches the status
+of the DestinationRules involved (only when it changed) and posts one Event per table whose
+content changed. Running it twice on the same cluster state writes nothing the second time.
+
+It writes only while ``may_write()`` holds (this replica leads and its caches are synced),
+checked again right before every single write: a replica that stands by writes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import kopf
 
 from tether.handlers import metrics
-from tether.k8s.tables import RuleStatus, TableStore
+from tether.handlers.cluster import ClusterView, RuleEntry
+from tether.handlers.pipeline import Pipeline
+from tether.k8s import kopf_io
+from tether.k8s.events import EventPoster
+from tether.k8s.tables import LiveTable, RuleStatus, TableWriter, needs_write, table_body
 from tether.models import table as t
-from tether.models.cluster import ServiceInfo, SliceInfo
-from tether.models.validation import ValidationResult, check
 from tether.reconcile import status as rstatus
 from tether.reconcile.hosts import resolve_host
 from tether.reconcile.plan import (
     SYSTEM_NAMESPACES,
     PlanSettings,
-    Rule,
     ServicePlan,
     TableOutcome,
     plan_service,
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RuleEntry:
-    """One DestinationRule as indexed: identity, decoded rule (None if undecodable), status."""
-
-    namespace: str
-    name: str
-    uid: str | None
-    generation: int | None
-    host: str
-    rule: Rule | None
-    result: ValidationResult
-    status: Mapping[str, Any]
-
-    @property
-    def key(self) -> str:
-        """`namespace/name` of the rule, unique in the index."""
-        return f"{self.namespace}/{self.name}"
-
-
-def rule_entry(body: Mapping[str, Any]) -> RuleEntry:
-    """Decode and validate a DestinationRule body once, when kopf indexes it."""
-    meta = body.get("metadata") or {}
-    dr, result = check({k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec")})
-    return RuleEntry(
-        namespace=meta.get("namespace") or "default",
-        name=meta.get("name") or "",
-        uid=meta.get("uid"),
-        generation=meta.get("generation"),
-        host=str((body.get("spec") or {}).get("host") or ""),
-        rule=Rule(dr, result) if dr is not None else None,
-        result=result,
-        status=dict(body.get("status") or {}),
-    )
+YIELD_EVERY = 25  # services planned between two yields to the event loop
 
 
 @dataclass
@@ -79,215 +48,187 @@ class Config:
     root_namespace: str | None = "istio-system"
     dr_version: str = "v1"
     quiet_namespaces: tuple[str, ...] = ()  # extra namespaces without round-robin tables
+    write_concurrency: int = 64  # ConfigMap writes in flight at once
 
 
-@dataclass
-class Indexes:
-    """Live views of kopf's indexes, bound on every event (all are populated by then)."""
-
-    services: Any = None
-    slices: Any = None
-    pods: Any = None
-    rules: Any = None
-    pod_services: Any = None
-
-
-def _one(index: Any, key: Hashable) -> Any:
-    store = index.get(key) if index is not None else None
-    return next(iter(store), None) if store else None
+def documents(live: Mapping[str, LiveTable]) -> dict[str, t.TableDocument]:
+    """The readable, self-consistent documents among live tables (others count as absent)."""
+    out = {}
+    for name, table in live.items():
+        try:
+            out[name] = t.loads(table.text or "")
+        except t.TableDocumentError as exc:
+            log.warning("table %s is unreadable (%s); it will be rewritten", name, exc)
+    return out
 
 
 @dataclass
 class Controller:
     config: Config
-    tables: TableStore
+    view: ClusterView
+    writer: TableWriter
     rule_status: RuleStatus
-    indexes: Indexes = field(default_factory=Indexes)
-    published: dict[str, t.TableDocument] = field(default_factory=dict)  # ConfigMap -> doc
-    owners: dict[str, tuple[str, str]] = field(default_factory=dict)  # ConfigMap -> service
-    moved: dict[str, float] = field(default_factory=dict)  # ConfigMap -> last keys moved
-    plans: dict[tuple[str, str], ServicePlan] = field(default_factory=dict)
-    subset_services: set[tuple[str, str]] = field(default_factory=set)
-    _pod_labels: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    loaded: bool = False
+    events: EventPoster
+    may_write: Callable[[], bool] = lambda: True
+    plans: dict[tuple[str, str], ServicePlan] = field(default_factory=dict)  # with rules only
 
-    # -- event-side helpers (cheap, synchronous) -----------------------------------------
+    def _settings(self) -> PlanSettings:
+        quiet = SYSTEM_NAMESPACES | {self.config.tables_namespace, *self.config.quiet_namespaces}
+        return PlanSettings(self.config.domain, self.config.root_namespace, quiet)
 
-    def services_of_rule(self, rule_key: str) -> list[tuple[str, str]]:
-        """Services whose last plan involved the rule (so a host change re-plans them)."""
-        return [k for k, p in self.plans.items() if rule_key in p.rules]
-
-    def pod_labels_changed(self, namespace: str, name: str, labels: Mapping[str, str]) -> bool:
-        """True the first time a pod is seen and whenever its labels differ from last time."""
-        key, new = (namespace, name), dict(labels)
-        changed = self._pod_labels.get(key) != new
-        self._pod_labels[key] = new
-        return changed
-
-    def forget_pod(self, namespace: str, name: str) -> None:
-        """Drop what was remembered about a deleted pod (keeps memory bounded under churn)."""
-        self._pod_labels.pop((namespace, name), None)
-
-    # -- sync ---------------------------------------------------------------------------
-
-    async def _load_published(self) -> set[tuple[str, str]]:
-        found = await self.tables.list()
-        for name, pt in found.items():
-            self.owners[name] = pt.service_key
-            if pt.moved is not None:
-                self.moved[name] = pt.moved
-            try:
-                self.published[name] = t.loads(pt.text or "")
-            except t.TableDocumentError as exc:
-                log.warning("table %s is unreadable (%s); it will be rewritten", name, exc)
-        self.loaded = True
-        return {pt.service_key for pt in found.values()}
-
-    def _snapshot(self, key: tuple[str, str]):
-        svc: ServiceInfo | None = _one(self.indexes.services, key)
-        slices: list[SliceInfo] = list(self.indexes.slices.get(key, ())) if svc else []
+    def _labels(self, key: tuple[str, str], slices) -> dict[str, Mapping[str, str]]:
+        if key not in self.view.subset_services and not self.view.rule_index.candidates(*key):
+            return {}  # pod labels only matter to subsets, which only rules define
         labels: dict[str, Mapping[str, str]] = {}
         for sl in slices:
             for ep in sl.endpoints:
                 if ep.pod and ep.pod not in labels:
-                    labels[ep.pod] = _one(self.indexes.pods, (key[0], ep.pod)) or {}
-        return svc, slices, labels
+                    labels[ep.pod] = self.view.pods.get((key[0], ep.pod)) or {}
+        return labels
 
-    def _entries(self) -> list[RuleEntry]:
-        return list(self.indexes.rules.get("all", ())) if self.indexes.rules is not None else []
+    async def sync(self, batch: Mapping[Hashable, float | None]) -> set[Hashable]:
+        """Reconcile every dirty key of the batch; return the keys to retry (write conflicts).
 
-    async def sync(self, batch: Mapping[Hashable, float]) -> None:
-        """Reconcile every dirty Service of the batch, then the status of the rules involved.
-
-        On the first call it adopts the tables already published (an operator restart), and
-        re-plans their Services too, so tables of deleted Services or rules are removed.
+        A key is a Service ``(namespace, name)`` or ``("#rule", "namespace/name")`` (that
+        rule's status only). A first-event time of None marks a resync (not an event).
         """
-        if not self.loaded:
-            now = time.monotonic()
-            batch = {**dict.fromkeys(await self._load_published(), now), **batch}
-        settings = PlanSettings(
-            self.config.domain,
-            self.config.root_namespace,
-            SYSTEM_NAMESPACES | {self.config.tables_namespace, *self.config.quiet_namespaces},
-        )
-        entries = self._entries()
-        rules = [e.rule for e in entries if e.rule is not None]
+        if not self.may_write():
+            return set()
+        settings = self._settings()
         touched: set[str] = set()
-        for key, first_event in batch.items():
+        pipe = Pipeline(self.config.write_concurrency)
+        for i, (key, first_event) in enumerate(batch.items()):
+            if i and i % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let watch events and keep-alives in
             if isinstance(key, tuple) and key and key[0] == "#rule":
                 touched.add(key[1])
                 continue
-            touched |= self._rules_of(key)  # rules involved before (host changed, deleted)
+            if key in self.plans:  # rules involved before (host changed, rule deleted)
+                touched |= set(self.plans[key].rules)
             started = time.perf_counter()
-            svc, slices, labels = self._snapshot(key)
-            previous = {n: d for n, d in self.published.items() if self.owners.get(n) == key}
-            plan = plan_service(svc, slices, labels, rules, previous, settings)
+            svc = self.view.services.get(key)
+            slices = self.view.slices_of(key) if svc else []
+            live = self.view.tables_of(key)
+            rules = self.view.rule_index.candidates(*key) if svc else []
+            plan = plan_service(
+                svc, slices, self._labels(key, slices), rules, documents(live), settings
+            )
             metrics.REBUILD_SECONDS.observe(time.perf_counter() - started)
-            await self._apply(key, plan, previous, first_event)
-            touched |= set(plan.rules)
             self._remember(key, plan)
-        await self._publish_status(entries, touched)
+            touched |= set(plan.rules)
+            for name, out in plan.tables.items():
+                now = live.get(name)
+                moved = out.moved if out.changed else (now.moved if now else None)
+                body = table_body(name, self.writer.namespace, out.doc, out.text, moved)
+                if needs_write(now, body):
+                    await pipe.submit(key, self._put(key, body, now, out, first_event))
+            for name in live.keys() - plan.tables.keys():
+                await pipe.submit(key, self._delete(key, live[name]))
+        failed = await pipe.drain()
+        await self._publish_status(touched)
         metrics.SYNCS.inc()
-
-    def _rules_of(self, key: tuple[str, str]) -> set[str]:
-        plan = self.plans.get(key)
-        return set(plan.rules) if plan else set()
+        return failed
 
     def _remember(self, key: tuple[str, str], plan: ServicePlan) -> None:
-        if plan.tables or plan.rules:
+        old = self.plans.pop(key, None)
+        for rule in old.rules if old else ():
+            services = self.view.rule_services.get(rule)
+            if services is not None:
+                services.discard(key)
+                if not services:
+                    del self.view.rule_services[rule]
+        if plan.rules:
             self.plans[key] = plan
-        else:
-            self.plans.pop(key, None)
+            for rule in plan.rules:
+                self.view.rule_services.setdefault(rule, set()).add(key)
         if any(o.doc.subset for o in plan.tables.values()):
-            self.subset_services.add(key)
+            self.view.subset_services.add(key)
         else:
-            self.subset_services.discard(key)
+            self.view.subset_services.discard(key)
 
-    async def _apply(self, key, plan: ServicePlan, previous, first_event: float) -> None:
-        for name, out in plan.tables.items():
-            if not out.changed:
-                continue
-            if out.moved is not None:
-                self.moved[name] = out.moved
-            await self.tables.put(
-                name, out.doc, out.text, exists=name in previous, moved=self.moved.get(name)
-            )
-            self.published[name], self.owners[name] = out.doc, key
-            metrics.WRITES.labels("put").inc()
+    async def _put(self, key, body, live: LiveTable | None, out: TableOutcome, first_event) -> None:
+        if not self.may_write():
+            return
+        if live is None:
+            obj = await self.writer.create(body)
+        else:
+            obj = await self.writer.replace(body, live.resource_version)
+        self.view.record_write(out.name, obj, live)
+        metrics.WRITES.labels("put").inc()
+        if first_event is not None:
             metrics.EVENT_TO_PUBLISH.observe(time.monotonic() - first_event)
-            policy = out.doc.policy
-            metrics.REBUILDS.labels(policy.algorithm or (policy.simple or "").lower()).inc()
-            metrics.ENDPOINTS.labels(out.doc.key).set(out.ready_endpoints)
-            if out.moved is not None:
-                metrics.KEYS_MOVED.labels(out.doc.key).set(out.moved)
-            log.info("%s", out.summary())
-            self._event(key, out)
-        for name in [n for n in previous if n not in plan.tables]:
-            await self.tables.delete(name)
-            metrics.WRITES.labels("delete").inc()
-            self.published.pop(name, None)
-            self.owners.pop(name, None)
-            self.moved.pop(name, None)
-            log.info("table %s of %s/%s removed", name, *key)
+        if live is not None and (out.previous is None or not out.changed):
+            log.info("table %s repaired (the live ConfigMap differed)", out.name)
+            metrics.REPAIRS.inc()
+            return
+        policy = out.doc.policy
+        metrics.REBUILDS.labels(policy.algorithm or (policy.simple or "").lower()).inc()
+        metrics.ENDPOINTS.labels(out.doc.key).set(out.ready_endpoints)
+        if out.moved is not None:
+            metrics.KEYS_MOVED.labels(out.doc.key).set(out.moved)
+        log.info("%s", out.summary())
+        self._event(key, out)
+
+    async def _delete(self, key: tuple[str, str], live: LiveTable) -> None:
+        if not self.may_write():
+            return
+        await self.writer.delete(live.name, live.resource_version)
+        self.view.record_write(live.name, None, live)
+        metrics.WRITES.labels("delete").inc()
+        log.info("table %s of %s/%s removed", live.name, *key)
 
     def _event(self, key: tuple[str, str], out: TableOutcome) -> None:
         """One Event per rebuilt table, on its DestinationRule (on the Service if none)."""
         src = out.doc.source
         if src is not None:
-            api, kind, ns, name, uid = (
-                f"networking.istio.io/{self.config.dr_version}",
-                "DestinationRule",
-                src.namespace,
-                src.name,
-                src.uid,
-            )
+            api = f"networking.istio.io/{self.config.dr_version}"
+            ref = {"apiVersion": api, "kind": "DestinationRule", "namespace": src.namespace,
+                   "name": src.name, "uid": src.uid}  # fmt: skip
         else:
-            svc = _one(self.indexes.services, key)
-            api, kind, ns, name, uid = "v1", "Service", key[0], key[1], svc.uid if svc else None
-        body = {
-            "apiVersion": api,
-            "kind": kind,
-            "metadata": {"namespace": ns, "name": name, "uid": uid},
-        }
+            svc = self.view.services.get(key)
+            ref = {"apiVersion": "v1", "kind": "Service", "namespace": key[0], "name": key[1],
+                   "uid": svc.uid if svc else None}  # fmt: skip
         reason = "TableRebuilt" if out.previous is not None else "TablePublished"
-        kopf.event(body, type="Normal", reason=reason, message=out.summary())
+        if not self.events.post(ref, "Normal", reason, out.summary()):
+            metrics.EVENTS_DROPPED.inc()
 
-    async def _publish_status(self, entries: list[RuleEntry], touched: set[str]) -> None:
+    async def _publish_status(self, touched: set[str]) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        invalid = 0
-        for entry in entries:
-            invalid += not entry.result.valid
-            if entry.key not in touched:
+        for rule_key in sorted(touched):
+            ns, _, name = rule_key.partition("/")
+            entry: RuleEntry | None = self.view.rules.get((ns, name))
+            if entry is None:
                 continue
-            plans = {k: p for k, p in self.plans.items() if entry.key in p.rules}
-            host = resolve_host(entry.host, entry.namespace, self.config.domain)
+            plans = {
+                k: self.plans[k]
+                for k in self.view.rule_services.get(rule_key, ())
+                if k in self.plans
+            }
+            moved = {
+                n: m
+                for p in plans.values()
+                for n in p.tables
+                if (live := self.view.tables.get((self.writer.namespace, n)))
+                and (m := live.moved) is not None
+            }
             new = rstatus.compute(
-                key=entry.key,
+                key=rule_key,
                 generation=entry.generation,
-                host=host,
+                host=resolve_host(entry.host, entry.namespace, self.config.domain),
                 result=entry.result,
                 plans=plans,
-                moved=self.moved,
+                moved=moved,
                 current=entry.status,
                 now=now,
             )
-            if new is None:
+            if new is None or not self.may_write():
                 continue
-            patched = await self.rule_status.patch(entry.namespace, entry.name, new)
+            try:
+                patched = await self.rule_status.patch(ns, name, new, entry.resource_version)
+            except kopf_io.Conflict:
+                continue  # it changed meanwhile: the watch brings it back as "#rule"
             if patched and rstatus.is_new_invalid(entry.status, new):
-                body = {
-                    "apiVersion": f"networking.istio.io/{self.config.dr_version}",
-                    "kind": "DestinationRule",
-                    "metadata": {
-                        "namespace": entry.namespace,
-                        "name": entry.name,
-                        "uid": entry.uid,
-                    },
-                }
-                kopf.event(
-                    body,
-                    type="Warning",
-                    reason="Invalid",
-                    message=new["conditions"][0]["message"],
-                )
-        metrics.INVALID_RULES.set(invalid)
+                api = f"networking.istio.io/{self.config.dr_version}"
+                ref = {"apiVersion": api, "kind": "DestinationRule", "namespace": ns,
+                       "name": name, "uid": entry.uid}  # fmt: skip
+                self.events.post(ref, "Warning", "Invalid", new["conditions"][0]["message"])

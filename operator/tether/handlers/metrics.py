@@ -47,6 +47,37 @@ RECONCILE_ERRORS = Counter(
     "Flushes that failed and were retried.",
 )
 
+LEADER = Gauge(
+    "tether_operator_leader",
+    "1 while this replica leads and writes (peering verdict and caches synced), else 0.",
+)
+CONFLICTS = Counter(
+    "tether_operator_write_conflicts_total",
+    "Writes refused because the live object changed since the cache saw it (409/404).",
+)
+REPAIRS = Counter(
+    "tether_operator_table_repairs_total",
+    "Tables rewritten because the live ConfigMap differed from the desired one although the "
+    "document had not changed (edited, stale or written by another replica).",
+)
+RESYNCS = Counter(
+    "tether_operator_resyncs_total",
+    "Full resyncs started (taking over, and every --resync-seconds).",
+)
+EVENTS_DROPPED = Counter(
+    "tether_operator_events_dropped_total",
+    "Kubernetes Events dropped because the posting queue was full (a burst).",
+)
+PENDING = Gauge(
+    "tether_operator_pending_keys",
+    "Services and rules waiting to be reconciled (events and resyncs).",
+)
+CACHED = Gauge(
+    "tether_operator_cached_objects",
+    "Objects in the operator's watch caches, by kind.",
+    ["kind"],
+)
+
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:
     """Start the /metrics HTTP server in a daemon thread (no-op when port is 0)."""
