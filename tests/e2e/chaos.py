@@ -30,10 +30,11 @@ def load_targets(cluster) -> list[tuple[str, int, object]]:
     return [(p["status"]["podIP"], 8080, None) for p in gateway_pods(cluster)]
 
 
-def start_load(cluster, ns: str, **kw) -> Load:
-    """Bounded keep-alive load on httpbin.<ns> through the gateway (see `load.Load`)."""
+def start_load(cluster, ns: str, warm: int = 20, **kw) -> Load:
+    """Bounded keep-alive load on httpbin.<ns> through the gateway (see `load.Load`), once
+    `warm` requests have succeeded."""
     load = Load(load_targets(cluster), f"{SERVICE}.{ns}", namespace=ns, **kw).start()
-    wait_until(lambda: load.report.ok >= 20, timeout=30, what="load flowing")
+    wait_until(lambda: load.report.ok >= warm, timeout=30, what="load flowing")
     return load
 
 

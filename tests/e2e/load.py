@@ -54,6 +54,15 @@ class LoadReport:
         seen = Counter(f.kind for f in self.failures)
         return {k: seen.get(k, 0) for k in KINDS}
 
+    def __add__(self, other: LoadReport) -> LoadReport:
+        return LoadReport(
+            self.sent + other.sent,
+            self.ok + other.ok,
+            self.failures + other.failures,
+            self.codes + other.codes,
+            max(self.seconds, other.seconds),
+        )
+
     def summary(self) -> str:
         """One line for a log or an assertion message."""
         kinds = ", ".join(f"{k} {n}" for k, n in self.by_kind().items() if n)

@@ -112,9 +112,11 @@ def test_gateway_cut_off_the_api_server_serves_last_good_tables_and_relists(
         assert st["sync"]["synced"] and st["sync"]["ageSeconds"] == 0, st
         assert st["sync"]["watchFailures"]["gone"] > b["watchFailures"]["gone"], (b, st)
         assert st["sync"]["lists"] > b["lists"], (b, st)  # relisted after the 410
+        # exponential back-off, capped: 0.5, 1, 2, 4, 8, 16, 30 s (the TLS Secret watch, if
+        # any, logs the same progression, interleaved)
         d = delays[pod]
-        assert len(d) >= 5 and d[:5] == [0.5, 1.0, 2.0, 4.0, 8.0], d  # exponential back-off
-        assert max(d) <= MAX_BACKOFF, d
+        assert sorted(set(d))[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0], d
+        assert max(d) <= MAX_BACKOFF and d[0] == 0.5, d
     # after the heal the next attempt comes within one back-off step (30 s + 20 % jitter)
     assert correct <= MAX_BACKOFF * 1.2 + 15, correct
     assert healed - cut_at >= CUT_SECONDS
@@ -188,11 +190,14 @@ def test_table_configmap_deleted_by_hand_is_restored(cluster, namespace: str):
 
 
 def test_backend_pod_sigkilled_under_load(cluster, namespace: str):
-    """SIGKILL without grace: requests in flight on the killed pod can fail (nothing can
-    answer them); a request the gateway had not yet sent is retried on another pod. Bound:
-    at most one failure per load client (each has one request in flight)."""
+    """SIGKILL without grace: a request in flight on the killed pod cannot be answered (the
+    gateway answers 502); one the gateway had not yet sent there is retried on another pod.
+    Beside the fast load, 3 clients keep a 1 s request (/delay/1) in flight at all times, so
+    the kill usually catches some. Bound: at most one failure per client (each has at most one
+    request in flight when the pod dies)."""
     setup_httpbin(cluster, namespace)
-    load = start_load(cluster, namespace, clients=4)
+    fast = start_load(cluster, namespace, clients=4)
+    slow = start_load(cluster, namespace, warm=3, clients=3, rate=1.0, path="/delay/1")
     victim = cluster.kubectl_json("pods", "-n", namespace, "-l", "app=httpbin")["items"][0]
     name = victim["metadata"]["name"]
     restarts = victim["status"]["containerStatuses"][0].get("restartCount", 0)
@@ -203,12 +208,13 @@ def test_backend_pod_sigkilled_under_load(cluster, namespace: str):
                    what="the container restarted")  # fmt: skip
         wait_correct(cluster, namespace, 3)
         correct = time.monotonic() - killed
-        mark = load.sent()
-        wait_until(lambda: load.sent() > mark + 200, timeout=60, what="load after the kill")
+        mark = fast.sent()
+        wait_until(lambda: fast.sent() > mark + 200, timeout=60, what="load after the kill")
     finally:
-        result = load.stop()
+        result = fast.stop() + slow.stop()
     report("backend pod SIGKILLed (no grace)", result, correct, cluster)
-    assert result.failed <= load.clients, result.summary()
+    assert result.failed <= fast.clients + slow.clients, result.summary()
+    assert all(f.at <= killed + 5 for f in result.failures), result.summary()
 
 
 def _restarts(cluster, ns: str, pod: str) -> int:
