@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export GOTOOLCHAIN := local
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-lab test-kind lint bench bench-gateway bench-kind demo \
+.PHONY: help install test test-unit test-lab test-kind test-faults lint bench bench-gateway bench-kind demo \
 	kind-demo kind-images kind-up kind-down lab-binaries clean istio-diff
 
 help: ## list the targets
@@ -37,6 +37,11 @@ test-lab: install lab-binaries ## lab tier: lab tests and the end-to-end suite o
 
 test-kind: install kind-images ## kind tier: the end-to-end suite on a kind cluster (offline images)
 	$(BIN)/pytest -m e2e --cluster=kind tests/e2e
+
+FAULTS := tests/e2e/test_faults_control_plane.py tests/e2e/test_faults_data_plane.py
+test-faults: install lab-binaries kind-images ## fault scenarios under load, lab then kind; prints the FAULTS figures
+	$(BIN)/pytest -m e2e -s --cluster=lab $(FAULTS)
+	$(BIN)/pytest -m e2e -s --cluster=kind $(FAULTS)
 
 kind-images: install lab-binaries ## build the offline kind images (node, go-httpbin, tether:dev; cached)
 	$(BIN)/tether kind build

@@ -103,7 +103,8 @@ class PodWorker:
                 self._refresher.cancel()
             await self._flush(reporter)
         if self.ip and not self.pod["spec"].get("hostNetwork"):
-            await asyncio.to_thread(apipath.close_path, self.ip)
+            if any(isinstance(c, ProcessContainer) for c in self.containers):
+                await asyncio.to_thread(apipath.close_path, self.ip)  # its own API port
             await ipam.del_address(self.ip)
         self.k.release(self)
 
