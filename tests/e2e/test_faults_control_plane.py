@@ -86,6 +86,13 @@ spec:
 def test_acting_operator_killed_in_a_storm_is_replaced_and_leaves_no_orphan(
     cluster, namespace: str
 ):
+    """The acting replica's operator container is SIGKILLed while httpbin scales 3→6→4 and a
+    Service is deleted. The kubelet restarts the killed container, which joins the peering as a
+    new peer (a fresh identity and random priority), so the replica that acts next is whichever
+    live peer ranks highest: the stand-by pod, or the restarted container when it drew a higher
+    priority than the dead peer (then it acts at once instead of after the dead peer's 15 s
+    lifetime). Either way the acting process is a new one; the test asserts convergence, no
+    orphaned ConfigMap and no failed request, and prints who took over."""
     setup_httpbin(cluster, namespace)
     cluster.apply(EXTRA.format(ns=namespace))
     wait_until(lambda: table_doc(cluster, namespace, "extra", 8000), timeout=60,
@@ -117,4 +124,6 @@ def test_acting_operator_killed_in_a_storm_is_replaced_and_leaves_no_orphan(
     assert orphans(cluster, namespace) == []
     # the peering lifetime (15 s) + 2 s settle + one reconcile, with room for a busy machine
     assert converged < 45, converged
-    print(f"takeover: {victim['metadata']['name']} -> {new['metadata']['name']}")
+    same = new["metadata"]["name"] == victim["metadata"]["name"]
+    print(f"takeover: {victim['metadata']['name']} -> {new['metadata']['name']}"
+          + (" (its restarted container)" if same else " (the stand-by replica)"))  # fmt: skip

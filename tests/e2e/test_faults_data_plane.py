@@ -33,6 +33,7 @@ from .chaos import (
     table_name,
     wait_correct,
 )
+from .deploy import metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
 
@@ -78,6 +79,7 @@ def test_gateway_cut_off_the_api_server_serves_last_good_tables_and_relists(
             wait_until(lambda: time.monotonic() - cut_at > CUT_SECONDS - 5, timeout=CUT_SECONDS,
                        interval=1, what="most of the cut")  # fmt: skip
             during = {p["metadata"]["name"]: gateway_status(cluster, p) for p in pods}
+            scraped = [metrics(p, port=9901, cluster=cluster) for p in pods]
             readyz = [gateway_readyz(cluster, p) for p in pods]
             still_ready = {p["metadata"]["name"] for p in gateway_pods(cluster)}
             wait_until(lambda: time.monotonic() - cut_at >= CUT_SECONDS, timeout=10, interval=0.2,
@@ -104,6 +106,9 @@ def test_gateway_cut_off_the_api_server_serves_last_good_tables_and_relists(
         # the last good table, still served, its age reported
         assert st["ready"] and st["tables"][name] == old, st
         assert not st["sync"]["synced"] and st["sync"]["ageSeconds"] >= CUT_SECONDS - 10, st
+    for samples in scraped:  # the same, as Prometheus sees it
+        assert samples["tether_gateway_tables_synced"] == 0, samples
+        assert samples["tether_gateway_tables_sync_age_seconds"] >= CUT_SECONDS - 10, samples
     for status, body in readyz:
         assert status == 200 and "not synced" in body, body
     assert still_ready == set(during), "a gateway replica was taken out of its Service"
