@@ -90,9 +90,10 @@ def test_acting_operator_killed_in_a_storm_is_replaced_and_leaves_no_orphan(
     Service is deleted. The kubelet restarts the killed container, which joins the peering as a
     new peer (a fresh identity and random priority), so the replica that acts next is whichever
     live peer ranks highest: the stand-by pod, or the restarted container when it drew a higher
-    priority than the dead peer (then it acts at once instead of after the dead peer's 15 s
-    lifetime). Either way the acting process is a new one; the test asserts convergence, no
-    orphaned ConfigMap and no failed request, and prints who took over."""
+    priority than the dead peer (then it need not wait until the dead peer's keep-alive
+    expires, at most 15 s after the kill). Either way the acting process is a new one; the
+    test asserts convergence, no orphaned ConfigMap, failures only within the scale-down
+    bound (`assert_refusals_only`; usually none), and prints who took over."""
     setup_httpbin(cluster, namespace)
     cluster.apply(EXTRA.format(ns=namespace))
     wait_until(lambda: table_doc(cluster, namespace, "extra", 8000), timeout=60,
