@@ -31,6 +31,25 @@ HEALTH = {
 }
 
 
+def _threads_left(pid: int) -> int:
+    """Threads of `pid` other than its (possibly zombie) leader; 0 once it is gone."""
+    try:
+        return len([t for t in os.listdir(f"/proc/{pid}/task") if t != str(pid)])
+    except OSError:
+        return 0
+
+
+def _wait_exited(pid: int, component: str, timeout: float = 10.0) -> None:
+    """Return once every thread of `pid` has exited. A Go daemon's leader thread shows as a
+    zombie while its other threads are still tearing down and holding its sockets: starting
+    the next one then fails with `bind: address already in use`."""
+    deadline = time.monotonic() + timeout
+    while _threads_left(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{component} (pid {pid}) still has threads {timeout:.0f} s later")
+        time.sleep(0.05)
+
+
 class LabFaults:
     """Fault operations of a lab (mixed into `tether.lab.Lab`)."""
 
@@ -69,6 +88,7 @@ class LabFaults:
         pid, started = self._daemon(component)
         if procs.alive(pid, started):
             raise RuntimeError(f"{component} (pid {pid}) is still running")
+        _wait_exited(pid, component)
         inside = self._inside()
         try:
             self._spawn(inside, component, self._command(component))
