@@ -40,9 +40,7 @@ class PySessionTable:
     def __init__(self, capacity: int, clock: float = 0.0) -> None:
         bits = max(capacity - 1, 0).bit_length()
         if capacity and (capacity < 2 * WAYS or capacity != 1 << bits or bits > 30):
-            raise ValueError(
-                "SessionTable: capacity must be 0 or a power of two from 16 to 2^30"
-            )
+            raise ValueError("SessionTable: capacity must be 0 or a power of two from 16 to 2^30")
         self.capacity = capacity
         self._shift = 64 - (bits - 3)
         self._base = clock

@@ -275,13 +275,19 @@ static int lane_seen(PyObject *gw, PyObject *ex, PyObject *route, PyObject *targ
     if (h == NULL || h == Py_None || !seen_check(table)) {
         return 0;
     }
-    unsigned long rid = PyLong_AsUnsignedLong(SLOT(route, L.r_sid));
-    unsigned long pod = PyErr_Occurred() ? 0 : PyLong_AsUnsignedLong(SLOT(target, L.t_sid));
-    unsigned long long hv = PyLong_AsUnsignedLongLong(h);
-    double clock = PyFloat_AsDouble(SLOT(gw, L.g_clock));
-    if (PyErr_Occurred()) {
+    PyObject *rid_o = SLOT(route, L.r_sid), *pod_o = SLOT(target, L.t_sid);
+    PyObject *clock_o = SLOT(gw, L.g_clock);
+    if (!PyLong_CheckExact(h) || !PyLong_CheckExact(rid_o) || !PyLong_CheckExact(pod_o) ||
+        !PyFloat_CheckExact(clock_o)) {
+        PyErr_SetString(PyExc_TypeError, "gateway lane: session ids, hash or clock");
         return -1;
     }
+    /* the ids are below 2^32 and the hash below 2^64 (Python sets them): masks convert them
+     * without the range checks of PyLong_AsUnsignedLongLong (a byte loop in 3.11) */
+    unsigned long rid = PyLong_AsUnsignedLongMask(rid_o);
+    unsigned long pod = PyLong_AsUnsignedLongMask(pod_o);
+    unsigned long long hv = PyLong_AsUnsignedLongLongMask(h);
+    double clock = PyFloat_AS_DOUBLE(clock_o);
     seen_store(table, (uint32_t)rid, hv, (uint32_t)pod, clock);
     return 0;
 }
