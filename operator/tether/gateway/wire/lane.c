@@ -272,22 +272,20 @@ static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw);
  * its session (route id, hash) as served by the target's pod now. */
 static int lane_seen(PyObject *gw, PyObject *ex, PyObject *route, PyObject *target) {
     PyObject *h = SLOT(ex, L.x_hash), *table = SLOT(gw, L.g_seen);
-    if (h == NULL || h == Py_None || !seen_check(table)) {
-        return 0;
+    if (h == Py_None || table == NULL || Py_TYPE(table) != &SessionTableType) {
+        return 0; /* no affinity hash: not a session (or the table is off) */
     }
-    PyObject *rid_o = SLOT(route, L.r_sid), *pod_o = SLOT(target, L.t_sid);
-    PyObject *clock_o = SLOT(gw, L.g_clock);
-    if (!PyLong_CheckExact(h) || !PyLong_CheckExact(rid_o) || !PyLong_CheckExact(pod_o) ||
-        !PyFloat_CheckExact(clock_o)) {
-        PyErr_SetString(PyExc_TypeError, "gateway lane: session ids, hash or clock");
+    /* ids below 2^32 and the hash below 2^64 (Python sets them): masks convert them without
+     * the range checks of PyLong_AsUnsignedLongLong (a byte loop in 3.11) */
+    unsigned long rid = PyLong_AsUnsignedLongMask(SLOT(route, L.r_sid));
+    unsigned long pod = PyLong_AsUnsignedLongMask(SLOT(target, L.t_sid));
+    unsigned long long hv = PyLong_AsUnsignedLongLongMask(h);
+    PyObject *c = SLOT(gw, L.g_clock);
+    double clock = c != NULL && PyFloat_CheckExact(c) ? PyFloat_AS_DOUBLE(c) : PyFloat_AsDouble(c);
+    if ((rid == (unsigned long)-1 || pod == (unsigned long)-1 ||
+         hv == (unsigned long long)-1 || clock == -1.0) && PyErr_Occurred()) {
         return -1;
     }
-    /* the ids are below 2^32 and the hash below 2^64 (Python sets them): masks convert them
-     * without the range checks of PyLong_AsUnsignedLongLong (a byte loop in 3.11) */
-    unsigned long rid = PyLong_AsUnsignedLongMask(rid_o);
-    unsigned long pod = PyLong_AsUnsignedLongMask(pod_o);
-    unsigned long long hv = PyLong_AsUnsignedLongLongMask(h);
-    double clock = PyFloat_AS_DOUBLE(clock_o);
     seen_store(table, (uint32_t)rid, hv, (uint32_t)pod, clock);
     return 0;
 }
