@@ -160,3 +160,55 @@ def test_header_source_ip_and_query_keys_are_sessions(h):
         (route,) = sessions(gw)["routes"]
         distinct = len({(tuple(hd.items()), p) for hd, p in requests})
         assert route["active"] - before["active"] == distinct, key
+
+
+def test_persistent_sessions_move_only_when_their_pod_disappears():
+    """A route that honours persistent sessions (hard affinity marks it with ``session``): a
+    session stays on the pod that served it while that pod is listed; only the sessions of a
+    pod that left move, to the new table's choice. The same swap without pins moves what the
+    tables say."""
+    import asyncio
+
+    from tether.gateway.routes import Route, Router
+    from tether.gateway.sessions_seen import SessionsSeen
+
+    class Pinned(Route):
+        __slots__ = ("session",)
+
+    def routes(pods, pinned):
+        doc = make_document(
+            [(f"10.0.0.{i}", 80, f"p{i}") for i in pods], hash_key=cookie_key("sid", None)
+        )
+        if not pinned:
+            return Route(doc)
+        route = Pinned(doc)
+        route.session = True
+        return route
+
+    async def run(pinned: bool):
+        seen = SessionsSeen(4096, 300.0, 0.0, asyncio.get_running_loop())
+        old, new = routes([1, 2, 3], pinned), routes([1, 2, 4, 5], pinned)
+        router = Router([]).updated({old.key: old})
+        seen.swapped(router, 0.0)
+        users = [f"u{i}" for i in range(300)]
+        served = {}
+        for u in users:
+            h = xxh64(u)
+            target = old.targets[old.chooser.choose(h, 0)]
+            seen.table.store(old.sid, h, target.sid, 1.0)
+            served[u] = target.pod
+        seen.swapped(router.updated({new.key: new}), 2.0)
+        await seen.settled()
+        (record,) = seen.swaps[KEY]
+        return served, record, new
+
+    for pinned in (False, True):
+        served, record, new = asyncio.run(run(pinned))
+        owner = {u: new.targets[new.chooser.choose(xxh64(u), 0)].pod for u in served}
+        if pinned:
+            owner = {u: p if p != "p3" else owner[u] for u, p in served.items()}
+        moves = _cells((served[u], owner[u]) for u in served if served[u] != owner[u])
+        assert record["moved"] == record["away"] == sum(moves.values()) > 0
+        assert _matrix(record["awayMatrix"]) == moves
+        if pinned:
+            assert {a for a, _ in moves} == {"p3"}
