@@ -4,6 +4,7 @@ session seen longest ago, the effective window; the native table equal to the Py
 from __future__ import annotations
 
 import random
+import tracemalloc
 from array import array
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tether.gateway.seen_table import (
+    BYTES_PER_ENTRY,
     RECORD,
     WAYS,
     PySessionTable,
@@ -77,6 +79,32 @@ def test_memory_is_bounded_whatever_the_traffic(make):
     assert capacity == 256 and used == 256 and active == 256
     assert evictions == 20000 - 256
     assert len(t.snapshot(None, 100.0, 300)) == 256 * RECORD.size
+
+
+def test_native_table_allocates_20_bytes_per_entry_once():
+    """The stated bound: the native table's heap is capacity x 20 bytes, allocated when it is
+    made; 200,000 stores of distinct sessions (three times its capacity) allocate nothing."""
+    rnd = random.Random(5)
+    hashes = [rnd.getrandbits(64) for _ in range(1000)]
+
+    def traffic(t) -> None:
+        for i in range(200):
+            for h in hashes:
+                t.store(1 + i % 4, h ^ i, 2, float(i))
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        t = _wire.SessionTable(65536, 0.0)
+        made = tracemalloc.get_traced_memory()[0] - before
+        before = tracemalloc.get_traced_memory()[0]
+        traffic(t)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert BYTES_PER_ENTRY == 20 and 65536 * 20 <= made < 65536 * 20 + 512
+    assert t.stores == 200_000 and t.used <= 65536 and t.evictions > 100_000
+    assert grown < 256  # interpreter noise; a byte per store would be 200,000
 
 
 def test_window_keeps_sessions_seen_within_it(make):
