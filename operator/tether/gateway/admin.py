@@ -1,5 +1,6 @@
 """Admin listener (separate port): ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz``,
-``/status`` (JSON).
+``/status`` (JSON), ``/sessions[?route=ns/name:port]`` (JSON: recent sessions per pod and per
+swap, sessions_seen).
 
 ``/healthz`` is 200 while the event loop runs. ``/readyz`` is 200 only after the first
 complete table load and before shutdown starts (503 with the reason otherwise), so a
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from urllib.parse import parse_qs
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,9 +43,11 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
         writer.close()
         return
     parts = head.split(b"\r\n", 1)[0].split()
-    path = parts[1].split(b"?", 1)[0] if len(parts) > 1 else b"/"
+    path, _, query = parts[1].partition(b"?") if len(parts) > 1 else (b"/", b"", b"")
     ctype = b"text/plain; charset=utf-8"
-    if path == b"/metrics":
+    if path == b"/sessions":
+        status, body, ctype = 200, await sessions_json(gw, query), b"application/json"
+    elif path == b"/metrics":
         status, body, ctype = 200, generate_latest(registry), CONTENT_TYPE_LATEST.encode()
     elif path == b"/healthz":
         status, body = 200, b"ok\n"
@@ -54,7 +58,7 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
         status, body = 200, json.dumps(status_of(gw), indent=1).encode() + b"\n"
         ctype = b"application/json"
     else:
-        status, body = 404, b"not found; try /metrics, /healthz, /readyz, /status\n"
+        status, body = 404, b"not found; try /metrics, /healthz, /readyz, /status, /sessions\n"
     reason_phrase = {200: b"OK", 404: b"Not Found", 503: b"Service Unavailable"}[status]
     writer.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: %b\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
@@ -97,6 +101,13 @@ def status_of(gw) -> dict:
         if sync.active
         else None,
     }
+
+
+async def sessions_json(gw, query: bytes) -> bytes:
+    """The body of ``/sessions``: ``route`` (a table key) narrows it to one route."""
+    route = parse_qs(query.decode("latin-1")).get("route", [None])[0]
+    summary = await gw.sessions.summary(gw.router, gw.now(), route)
+    return json.dumps(summary, separators=(",", ":")).encode() + b"\n"
 
 
 async def start_admin(gw, host: str, port: int) -> asyncio.base_events.Server:
