@@ -3,7 +3,8 @@
 ``python -m tests.bench.gateway_tables_probe gateway DIR STATS [--anchor]``
     ``tether gateway --tables-dir DIR`` (same ``serve`` path) plus a ticker task on its event
     loop that records how late every 1 ms sleep wakes up. Prints {"port", "admin"} once
-    listening; on SIGTERM writes {"ticks": [[monotonic, lag, run-queue wait], …]} to STATS.
+    listening; on SIGTERM writes {"ticks": [[monotonic, lag, run-queue wait], …], "gc":
+    [[start, generation, seconds, CPU seconds, collected, on the loop's thread], …]} to STATS.
     ``--anchor`` swaps in the table code of ANCHOR_COMMIT (full rebuild on the loop).
 ``python -m tests.bench.gateway_tables_probe backends``
     An HTTP/1.1 backend on every endpoint address of versions 1 and 2 (port ``PORT``), each
@@ -43,6 +44,26 @@ def _ticker(ticks: array) -> asyncio.Task:
     return asyncio.get_running_loop().create_task(tick())
 
 
+def _gc_log(pauses: array) -> None:
+    """Every cyclic-GC collection: (start monotonic, generation, seconds, CPU seconds of its
+    thread, objects collected, 1 if it ran on the event loop's thread else 0)."""
+    import gc
+    import threading
+
+    loop_thread = threading.get_ident()
+    began = [0.0, 0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[:] = time.monotonic(), time.thread_time()
+            return
+        on_loop = threading.get_ident() == loop_thread
+        pauses.extend((began[0], info["generation"], time.monotonic() - began[0],
+                       time.thread_time() - began[1], info["collected"], on_loop))  # fmt: skip
+
+    gc.callbacks.append(callback)
+
+
 def _install_anchor(gw) -> None:
     from tether.gateway.server import Gateway
     from tether.gateway.tables import directory
@@ -70,15 +91,17 @@ async def run_gateway(tables: str, stats: str, anchor: bool) -> None:
     gw = Gateway(replace(cfg, home_namespace="bench"))
     if anchor:
         _install_anchor(gw)
-    ticks = array("d")
+    ticks, pauses = array("d"), array("d")
     await gw.start()
     _ticker(ticks)
+    _gc_log(pauses)
     print(json.dumps({"port": gw.port, "admin": gw.admin_port}), flush=True)
     done = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
     await done.wait()
     with open(stats, "w") as fh:
-        json.dump({"ticks": list(zip(ticks[0::3], ticks[1::3], ticks[2::3], strict=True))}, fh)
+        json.dump({"ticks": list(zip(ticks[0::3], ticks[1::3], ticks[2::3], strict=True)),
+                   "gc": [list(pauses[i : i + 6]) for i in range(0, len(pauses), 6)]}, fh)
 
 
 class _Backend(asyncio.Protocol):
