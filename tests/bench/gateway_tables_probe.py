@@ -100,8 +100,13 @@ async def run_gateway(tables: str, stats: str, anchor: bool) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
     await done.wait()
     with open(stats, "w") as fh:
-        json.dump({"ticks": list(zip(ticks[0::3], ticks[1::3], ticks[2::3], strict=True)),
-                   "gc": [list(pauses[i : i + 6]) for i in range(0, len(pauses), 6)]}, fh)
+        json.dump(
+            {
+                "ticks": list(zip(ticks[0::3], ticks[1::3], ticks[2::3], strict=True)),
+                "gc": [list(pauses[i : i + 6]) for i in range(0, len(pauses), 6)],
+            },
+            fh,
+        )
 
 
 class _Backend(asyncio.Protocol):

@@ -168,6 +168,14 @@ class ClientProtocol(UpgradeFlow):
             if not ex.resp_started:
                 ex.status = 499
             self._end(ex, close=True)  # drops the upstream connection still bound to it
+        self.let_go()
+
+    def let_go(self) -> None:
+        """This protocol no longer serves its connection: drop every reference that could
+        lead back to it (the parser calls it back, exchanges name it as their client), so it
+        is freed by reference counting alone, never left to the cyclic collector."""
+        self.parser = None
+        self.cur = self.active = self.body_ex = self.upgrading = None
         self.queue = None
         self.stash = None
 
@@ -287,13 +295,8 @@ class ClientProtocol(UpgradeFlow):
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, Refuse):
-                self._reject(cause.status, cause.text)
-                return
-            log.exception("internal error while handling a request", exc_info=cause)
-            self._reject(500, "internal gateway error")
-            return
+            self._callback_failed(exc.__context__)  # no local keeps it: its frames would
+            return  # form a cycle with this one, holding the exchange until a collection
         except HttpParserUpgrade as exc:  # llhttp stops after an upgrade request's head
             self.upgrade_paused(data, exc.args[0])
         except HttpParserError as exc:
@@ -324,6 +327,14 @@ class ClientProtocol(UpgradeFlow):
                 ex.pending = []
                 ex.pending_size = 0
                 self.flushed()
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        """A parser callback raised ``cause``: a refusal, or a bug answered with a 500."""
+        if isinstance(cause, Refuse):
+            self._reject(cause.status, cause.text)
+            return
+        log.exception("internal error while handling a request", exc_info=cause)
+        self._reject(500, "internal gateway error")
 
     # -- parser callbacks (the slow path) ---------------------------------------------------
 

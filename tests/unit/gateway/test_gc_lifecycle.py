@@ -175,6 +175,28 @@ def test_exchanges_ended_by_errors_and_closes_are_freed(h, no_gc):
     assert _gone(h, gw) == Counter()
 
 
+def test_a_connect_timeout_frees_the_exchange(h, no_gc):
+    # A listener whose accept queue is full: the kernel drops further SYNs, connect hangs.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        waiting = [socket.socket() for _ in range(3)]
+        for s in waiting:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        h.write_table("svc.json", make_document([("127.0.0.1", port, "hung")]))
+        gw = h.gateway(connect_timeout=0.2)
+        h.wait(lambda: gw.loaded)
+        status, _, body, c = get(gw.port, "/get")
+        assert status == 504 and b"connect timeout" in body
+        c.close()
+        _closed(h, gw)
+        assert _gone(h, gw) == Counter()
+        for s in waiting:
+            s.close()
+
+
 def test_a_closed_tunnel_is_freed(h, no_gc):
     gw, _ = tunnel_gateway(h)
     socks = []
@@ -202,10 +224,12 @@ def test_a_closed_tls_connection_is_freed(h, tmp_path, no_gc):
     h.wait(lambda: gw.certs_loaded)
     ctx = ssl.create_default_context(cafile=str(pki.ca_path))
     for _ in range(3):
-        with socket.create_connection(("127.0.0.1", gw.tls_port)) as raw:
-            with ctx.wrap_socket(raw, server_hostname="a.example.test") as s:
-                s.sendall(b"GET /get HTTP/1.1\r\nHost: svc\r\nCookie: sid=1\r\n\r\n")
-                assert s.recv(12) == b"HTTP/1.1 200"
+        with (
+            socket.create_connection(("127.0.0.1", gw.tls_port)) as raw,
+            ctx.wrap_socket(raw, server_hostname="a.example.test") as s,
+        ):
+            s.sendall(b"GET /get HTTP/1.1\r\nHost: svc\r\nCookie: sid=1\r\n\r\n")
+            assert s.recv(12) == b"HTTP/1.1 200"
     _closed(h, gw)
     assert _gone(h, gw) == Counter()
 
