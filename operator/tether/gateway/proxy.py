@@ -104,7 +104,7 @@ class ClientProtocol(UpgradeFlow):
         self.tls = tls  # the connection came through the TLS listener
         self.proto = b"https" if tls else b"http"  # X-Forwarded-Proto
         self.scan_mode = 2 if tls else 0  # wire.scan_request: 1 trusted peer | 2 https
-        self.parser = HttpRequestParser(self)
+        self.parser: HttpRequestParser | None = None  # from connection_made to let_go
         self.transport = None
         self.cur: Exchange | None = None
         self.active: Exchange | None = None
@@ -144,6 +144,10 @@ class ClientProtocol(UpgradeFlow):
     def connection_made(self, transport) -> None:
         """A client connected: note its address and start the header-read deadline."""
         self.transport = transport
+        # The parser calls this protocol back: a cycle, broken by let_go. Made here, not in
+        # __init__: a TLS connection whose handshake fails never reaches connection_made,
+        # and its protocol must still be freed by reference counting.
+        self.parser = HttpRequestParser(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = peer
@@ -532,7 +536,7 @@ class ClientProtocol(UpgradeFlow):
             if drop is None or lname not in drop:
                 parts += (name, b": ", value, b"\r\n")
         if ex.host is None:
-            parts.append(b"host: " + ex.route.doc.service.host.encode() + b"\r\n")
+            parts.append(b"host: " + ex.route.fqdn.encode() + b"\r\n")
         if ex.upgrade is not None:
             parts.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
         if ex.xff is None and ex.xfp is None and not ex.chunked:

@@ -234,6 +234,33 @@ def test_a_closed_tls_connection_is_freed(h, tmp_path, no_gc):
     assert _gone(h, gw) == Counter()
 
 
+def test_failed_tls_handshakes_leave_nothing(h, tmp_path, no_gc):
+    # The client protocol of a TLS connection exists from the accept; connection_made (and
+    # connection_lost) only come after a good handshake. Anyone can fail one on purpose.
+    pki = Pki(tmp_path)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    write(certs, "site", *pki.leaf(["a.example.test"], serial=11))
+    tls = TLSConfig(listen_host="127.0.0.1", listen_port=0, cert_dir=str(certs))
+    gw, _ = _gateway(h, tls=tls, header_timeout=0.3)
+    h.wait(lambda: gw.certs_loaded)
+    untrusted = ssl.create_default_context()  # the client refuses the gateway's certificate
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", gw.tls_port)) as s:  # not TLS at all
+            s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            assert s.recv(100) == b""
+        socket.create_connection(("127.0.0.1", gw.tls_port)).close()  # gone before a hello
+        with (
+            socket.create_connection(("127.0.0.1", gw.tls_port)) as raw,
+            pytest.raises(ssl.SSLCertVerificationError),
+        ):
+            untrusted.wrap_socket(raw, server_hostname="a.example.test")
+    with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5) as s:  # silent
+        assert s.recv(100) == b""  # the handshake timeout cuts it
+    _closed(h, gw)
+    assert _gone(h, gw) == Counter()
+
+
 def test_the_redirecting_listener_frees_its_connections(h, no_gc):
     gw, _ = _gateway(h, https_redirect_port=8443)
     for _ in range(2):
