@@ -227,8 +227,12 @@ def _window(ticks, log, window, pauses=()) -> dict:
     kept the loop's thread waiting for a CPU (the machine's other load), so they show what the
     gateway itself did: its own callbacks and waits for the GIL."""
     lo, hi = window
-    lags = [lag for t, lag, _ in ticks if lo <= t <= hi] or [0.0]
-    own = [lag - queued for t, lag, queued in ticks if lo <= t <= hi] or [0.0]
+    inside = [tick for tick in ticks if lo <= tick[0] <= hi]
+    lags = [lag for _, lag, _, _ in inside] or [0.0]
+    own = [lag - queued for _, lag, queued, _ in inside] or [0.0]
+    # also without the worker thread's run-queue wait: while it waited for a CPU holding the
+    # GIL, the loop waited for the GIL (a lower bound: it may not have held it)
+    alone = [max(0.0, lag - queued - wqueued) for _, lag, queued, wqueued in inside] or [0.0]
     lat = [d for end, d, _, _ in log if lo <= end <= hi] or [0.0]
     gcs = [p for p in pauses if lo <= p[0] <= hi]
     return {
@@ -237,6 +241,9 @@ def _window(ticks, log, window, pauses=()) -> dict:
         "own_stall_max_ms": round(max(own) * 1e3, 1),
         "own_stall_p99_ms": round(percentile(own, 99) * 1e3, 2) if len(own) > 1 else 0,
         "own_stalls_over_2ms": sum(x > 0.002 for x in own),
+        "own_no_worker_wait_max_ms": round(max(alone) * 1e3, 1),
+        "own_no_worker_wait_p99_ms": round(percentile(alone, 99) * 1e3, 2) if len(alone) > 1 else 0,
+        "own_no_worker_wait_over_2ms": sum(x > 0.002 for x in alone),
         "ticks": len(own),
         "answer_max_ms": round(max(lat) * 1e3, 1),
         "answer_p99_ms": round(percentile(lat, 99) * 1e3, 2) if len(lat) > 1 else 0,

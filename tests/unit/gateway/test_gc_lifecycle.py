@@ -14,6 +14,7 @@ import asyncio
 import gc
 import socket
 import ssl
+import uuid
 from collections import Counter
 
 import pytest
@@ -119,6 +120,43 @@ def test_connections_open_when_the_first_load_freezes_are_freed_after_close(h, t
         c.close()
     _closed(h, gw)
     gc.collect()  # a full collection cannot free what is frozen: only refcounting could
+    assert _gone(h, gw) == Counter()
+
+
+def _routes(key: str) -> int:
+    gc.unfreeze()
+    try:
+        return sum(type(o).__name__ == "Route" and o.key == key for o in gc.get_objects())
+    finally:
+        gc.freeze()
+
+
+def test_table_updates_freeze_while_traffic_flows_and_nothing_stays_pinned(h, no_gc):
+    # Every slice of table changes the gateway commits ends with gc.freeze(): the connections
+    # open then, and the routes live then, are frozen. Once closed or replaced, reference
+    # counting alone must free them.
+    backends = [h.backend(f"b{i}") for i in range(3)]
+    eps = [("127.0.0.1", b.port, b.name) for b in backends]
+    key, ns = cookie_key("sid"), f"ns{uuid.uuid4().hex[:8]}"  # its own routes in this process
+    route = f"{ns}/httpbin:8000"
+    h.write_table("svc.json", make_document(eps, algorithm="maglev", hash_key=key, namespace=ns))
+    gw = h.gateway()
+    h.wait(lambda: gw.loaded)
+    clients = [get(gw.port, "/get", headers={"Cookie": f"sid={i}"})[3] for i in range(3)]
+    frozen = gc.get_freeze_count()
+    for version in range(1, 6):
+        doc = make_document(eps[version % 3 :] + eps[: version % 3][:1], algorithm="maglev",
+                            hash_key=key, namespace=ns)  # fmt: skip
+        h.write_table("svc.json", doc)
+        h.wait(lambda doc=doc: gw.router.by_key[route].checksum == doc.checksum)
+        for i, c in enumerate(clients):
+            assert get(gw.port, "/get", headers={"Cookie": f"sid={i}"}, conn=c)[0] == 200
+    assert gc.get_freeze_count() > frozen  # the updates froze what was alive
+    # the replaced routes are gone, but for those the live Router names as just removed
+    assert _routes(route) == 1 + len(gw.router.removed)
+    for c in clients:
+        c.close()
+    _closed(h, gw)
     assert _gone(h, gw) == Counter()
 
 
