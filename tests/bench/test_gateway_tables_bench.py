@@ -99,9 +99,10 @@ def _update_costs(v1: dict[str, str], v2: dict[str, str], n: int, old_routes) ->
         worker.append(t1 - t0)
         assert outcome.route is not None and gw.router.by_key[outcome.route.key] is outcome.route
     # The anchor: one entry's new version applied on the loop (loads + the old build_route),
-    # then the old publish (every route, sorted, into a new Router) and the old swap.
+    # then the old publish (every route, sorted, into a new Router) and the old swap. Its
+    # routes are its own (the old Route keeps the document; the old Router reads it).
     old_gw = _gateway()
-    routes = dict(store.routes)
+    routes = {name: old_routes.build_route(loads(v1[name])) for name in names}
     anchor = []
     for name in random.Random(-n).sample(names, ANCHOR_UPDATES):
         t0 = time.perf_counter()
