@@ -10,7 +10,10 @@ by 2000 is the per-request instruction count.
 
 With the native lane built (``wire/lane.c``) the tether figure is the lane's; set
 ``TETHER_GATEWAY_NATIVE=0`` to measure the pure-Python path. ``--access-log`` makes tether
-write its access log (to /dev/null) as well.
+write its access log (to /dev/null) as well. tether is measured twice: as configured by
+default (the recent-sessions table on, ``sessions_seen``) and with ``session_capacity=0``
+(table off: the store call returns at once), so the difference is the table's per-request
+cost; each of the 1,000 request cookies is a session.
 
 Usage: python -m tests.bench.gateway_icount [--access-log]   (needs valgrind)
        python -m tests.bench.gateway_icount --run tether|minimal N   (one measured process)
@@ -98,7 +101,7 @@ class _MinClient:
         self.u.t.write(self.buf)
 
 
-async def _drive(which: str, n: int, access_log: str = "off") -> None:
+async def _drive(which: str, n: int, access_log: str = "off", sessions: str = "on") -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     from tests.unit.gateway.docs import cookie_key, make_document
     from tether.gateway.config import GatewayConfig
@@ -111,7 +114,8 @@ async def _drive(which: str, n: int, access_log: str = "off") -> None:
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8083\r\nCookie: sid=%d\r\n\r\n" % rnd.randint(1, 100000)
         for _ in range(1000)
     ]
-    gw = Gateway(GatewayConfig(access_log=access_log))
+    capacity = {"session_capacity": 0} if sessions == "off" else {}
+    gw = Gateway(GatewayConfig(access_log=access_log, **capacity))
     doc = make_document(
         [("127.0.0.1", 9000 + i, f"b{i}") for i in (1, 2, 3)], hash_key=cookie_key("sid", None)
     )
@@ -148,10 +152,11 @@ async def _drive(which: str, n: int, access_log: str = "off") -> None:
             mini.t.out.clear()
 
 
-def _instructions(which: str, n: int, access_log: bool = False) -> int:
+def _instructions(which: str, n: int, access_log: bool = False, sessions: str = "on") -> int:
     env = dict(
-        os.environ, PYTHONHASHSEED="0", ICOUNT_ACCESS_LOG="/dev/null" if access_log else "off"
-    )
+        os.environ, PYTHONHASHSEED="0", ICOUNT_ACCESS_LOG="/dev/null" if access_log else "off",
+        ICOUNT_SESSIONS=sessions,
+    )  # fmt: skip
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          "-m", "tests.bench.gateway_icount", "--run", which, str(n)],
@@ -167,18 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.run:
         asyncio.run(
-            _drive(args.run[0], int(args.run[1]), os.environ.get("ICOUNT_ACCESS_LOG", "off"))
-        )
+            _drive(args.run[0], int(args.run[1]), os.environ.get("ICOUNT_ACCESS_LOG", "off"),
+                   os.environ.get("ICOUNT_SESSIONS", "on"))
+        )  # fmt: skip
         return 0
     if not shutil.which("valgrind"):
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
     per = {}
-    for which in ("tether", "minimal"):
-        n3, n1 = (_instructions(which, n, args.access_log) for n in (3000, 1000))
-        per[which] = (n3 - n1) / 2000
-        print(f"{which:8s} {per[which]:9.0f} instructions/request (Python side, callgrind)")
-    print(f"ratio    {per['tether'] / per['minimal']:9.2f}x the minimal raw-forwarding twin")
+    for which, sessions in (("tether", "on"), ("tether", "off"), ("minimal", "on")):
+        n3, n1 = (_instructions(which, n, args.access_log, sessions) for n in (3000, 1000))
+        name = which if which == "minimal" else f"{which}, sessions {sessions}"
+        per[name] = (n3 - n1) / 2000
+        print(f"{name:19s} {per[name]:9.0f} instructions/request (Python side, callgrind)")
+    on, off = per["tether, sessions on"], per["tether, sessions off"]
+    print(f"sessions table      {on - off:+9.0f} instructions/request ({on / off - 1:+.2%})")
+    print(f"ratio               {on / per['minimal']:9.2f}x the minimal raw-forwarding twin")
     from tether.gateway import native, server  # noqa: F401  (server installs the lane)
 
     lane = (

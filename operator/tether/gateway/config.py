@@ -74,6 +74,8 @@ class GatewayConfig:
     tls: TLSConfig | None = None  # a TLS listener and where its certificates come from
     https_redirect_port: int = 0  # > 0: the plain listener redirects to https on this port
     access_log: str = "stdout"  # off | stdout | a file path
+    session_capacity: int = 65536  # recent sessions kept (20 bytes each; 0: off)
+    session_window: float = 300.0  # a session seen within this many seconds is active
     log_level: str = "info"
     backlog: int = 1024
     extra: dict[str, str] = field(default_factory=dict)

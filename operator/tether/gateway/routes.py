@@ -45,7 +45,7 @@ KEY_COOKIE, KEY_HEADER, KEY_SOURCE_IP = 1, 2, 3
 class Target:
     """One ready endpoint: where to connect and what to log."""
 
-    __slots__ = ("authority", "codes", "host", "log_fragment", "pod", "port", "weight")
+    __slots__ = ("authority", "codes", "host", "log_fragment", "pod", "port", "sid", "weight")
 
     def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
         self.host = host
@@ -55,6 +55,7 @@ class Target:
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.codes: dict[int, int] = {}  # replaced by the gateway's live metrics dict
         self.log_fragment = ""  # access-log JSON members (upstream, pod, route, affinity)
+        self.sid = 0  # the pod's id in the gateway's recent-sessions table (sessions_seen)
 
 
 _UNIFORM: dict[int, list[int]] = {}  # n → [0 .. n-1], shared by every route (never mutated)
@@ -124,6 +125,7 @@ class Route:
         "port",
         "rr",
         "schedule",
+        "sid",
         "size",
         "subset",
         "table",
@@ -146,6 +148,7 @@ class Route:
         self.hist = None  # metrics attached by the gateway when the route goes live
         self.local_codes: dict[int, int] = {}
         self.total_active = 0
+        self.sid = 0  # the route's id in the recent-sessions table, bound when it goes live
         self.rr = 0
         self.chooser = None
         self.keys: tuple = ()

@@ -28,6 +28,7 @@ from .metrics import BUCKETS, GatewayMetrics
 from .proxy import ClientProtocol
 from .redirect import RedirectProtocol
 from .routes import Router
+from .sessions_seen import SessionsSeen
 from .tables.store import TableStore
 from .tunnel import Tunnel
 from .upstream import Pools, UpstreamConnection
@@ -61,6 +62,8 @@ class Gateway:
         "pools",
         "port",
         "router",
+        "seen",
+        "sessions",
         "stopped",
         "stopping",
         "store",
@@ -77,6 +80,9 @@ class Gateway:
         # one tick of their nominal value, and the hot path never asks the loop for the time.
         self.clock = self.now()
         self.router = Router([])
+        self.sessions = SessionsSeen(config.session_capacity, config.session_window,
+                                     self.clock, self.loop)  # fmt: skip
+        self.seen = self.sessions.table  # one store per request (proxy.py and the lane)
         self.pools = Pools(self)
         self.metrics = GatewayMetrics()
         self.metrics.connections = self._connection_counts
@@ -207,6 +213,7 @@ class Gateway:
             route.local_codes = metrics.codes(route.key, "")
             for target in route.targets:
                 target.codes = metrics.codes(route.key, target.authority)
+        self.sessions.swapped(router, self.now())  # sessions: ids, and what each swap moved
         self.router = router
         self.metrics.table_swapped(len(router))
         if router.gone:
@@ -391,6 +398,7 @@ class Gateway:
             if conn.transport is not None:
                 conn.transport.close()
         self.accesslog.close()
+        self.sessions.close()
         self.stopped.set()
 
 

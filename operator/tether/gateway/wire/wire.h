@@ -84,6 +84,13 @@ Py_ssize_t wire_access_line(char *out, Py_ssize_t cap, PyObject *stamp, PyObject
                             PyObject *attempts, PyObject *error);
 PyObject *wire_access_stamp(void);
 
+/* seen.c: recent sessions (gateway/sessions_seen.py) */
+extern PyMethodDef seen_methods[];
+extern PyTypeObject SessionTableType;
+int seen_init(PyObject *module);
+int seen_check(PyObject *obj); /* obj is a SessionTable */
+void seen_store(PyObject *table, uint32_t route, uint64_t h, uint32_t pod, double clock);
+
 /* lane.c */
 extern PyMethodDef lane_methods[];
 int lane_init(PyObject *module);
