@@ -78,6 +78,20 @@ def _shared_keys(spec) -> tuple:
     return _shared(_KEYS, spec, lambda: (key_from_model(spec),))
 
 
+def _session_pods(doc: TableDocument) -> tuple[str, ...]:
+    """(authority, pod, authority, pod, …) of the endpoints a persistent session may stay on
+    (``endpoint_states``: the ready ones, and terminating ones that still serve while the
+    session drains), in document order; flat, so one object for the collector."""
+    from tether.hashing.session.decide import endpoint_states
+
+    states = endpoint_states(doc.endpoints, doc.session.drain if doc.session else True)
+    out: list[str] = []
+    for ep in doc.endpoints:
+        if ep.authority in states:
+            out += (ep.authority, ep.pod or "")
+    return tuple(out)
+
+
 def _smooth_schedule(weights: list[int]) -> list[int]:
     """nginx's smooth weighted round robin, one full cycle (capped to 4096 picks); read only."""
     if len(set(weights)) <= 1:
@@ -125,6 +139,7 @@ class Route:
         "port",
         "rr",
         "schedule",
+        "session_pods",
         "sid",
         "size",
         "subset",
@@ -149,6 +164,7 @@ class Route:
         self.local_codes: dict[int, int] = {}
         self.total_active = 0
         self.sid = 0  # the route's id in the recent-sessions table, bound when it goes live
+        self.session_pods = _session_pods(doc)
         self.rr = 0
         self.chooser = None
         self.keys: tuple = ()
