@@ -3,7 +3,9 @@
 ``python -m tests.bench.gateway_tables_probe gateway DIR STATS [--anchor]``
     ``tether gateway --tables-dir DIR`` (same ``serve`` path) plus a ticker task on its event
     loop that records how late every 1 ms sleep wakes up. Prints {"port", "admin"} once
-    listening; on SIGTERM writes {"ticks": [[monotonic, lag, run-queue wait], …]} to STATS.
+    listening; on SIGTERM writes {"ticks": [[monotonic, lag, run-queue wait of the loop
+    thread, of the table worker thread], …], "gc":
+    [[start, generation, seconds, CPU seconds, collected, on the loop's thread], …]} to STATS.
     ``--anchor`` swaps in the table code of ANCHOR_COMMIT (full rebuild on the loop).
 ``python -m tests.bench.gateway_tables_probe backends``
     An HTTP/1.1 backend on every endpoint address of versions 1 and 2 (port ``PORT``), each
@@ -23,24 +25,58 @@ from dataclasses import replace
 
 
 def _ticker(ticks: array) -> asyncio.Task:
-    """Every 1 ms: (time, lag, run-queue wait of the loop thread during the tick).
+    """Every 1 ms: (time, lag, run-queue wait of the loop thread during the tick, run-queue
+    wait of the table worker thread during the tick).
 
-    The run-queue wait (``/proc/thread-self/schedstat``) is time the kernel kept the loop's
-    thread off a busy CPU: machine noise, not the gateway's doing, reported apart.
+    A run-queue wait (``schedstat``) is time the kernel kept a thread off a busy CPU: machine
+    noise, not the gateway's doing, reported apart. The worker's counts too, as an upper bound:
+    while it waits for a CPU holding the GIL, the loop waits for the GIL.
     """
     fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    worker = [-1]
 
-    def queued() -> float:
-        return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+    def queued(fd: int) -> float:
+        return int(os.pread(fd, 128, 0).split()[1]) / 1e9 if fd >= 0 else 0.0
+
+    def worker_fd() -> int:
+        if worker[0] < 0:
+            import threading
+
+            for thread in threading.enumerate():
+                if thread.name == "tether-tables" and thread.native_id is not None:
+                    path = f"/proc/self/task/{thread.native_id}/schedstat"
+                    worker[0] = os.open(path, os.O_RDONLY)
+        return worker[0]
 
     async def tick() -> None:
         while True:
-            start, wait = time.monotonic(), queued()
+            wfd = worker_fd()
+            start, wait, wwait = time.monotonic(), queued(fd), queued(wfd)
             await asyncio.sleep(0.001)
             now = time.monotonic()
-            ticks.extend((now, now - start - 0.001, queued() - wait))
+            ticks.extend((now, now - start - 0.001, queued(fd) - wait, queued(wfd) - wwait))
 
     return asyncio.get_running_loop().create_task(tick())
+
+
+def _gc_log(pauses: array) -> None:
+    """Every cyclic-GC collection: (start monotonic, generation, seconds, CPU seconds of its
+    thread, objects collected, 1 if it ran on the event loop's thread else 0)."""
+    import gc
+    import threading
+
+    loop_thread = threading.get_ident()
+    began = [0.0, 0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[:] = time.monotonic(), time.thread_time()
+            return
+        on_loop = threading.get_ident() == loop_thread
+        pauses.extend((began[0], info["generation"], time.monotonic() - began[0],
+                       time.thread_time() - began[1], info["collected"], on_loop))  # fmt: skip
+
+    gc.callbacks.append(callback)
 
 
 def _install_anchor(gw) -> None:
@@ -70,15 +106,22 @@ async def run_gateway(tables: str, stats: str, anchor: bool) -> None:
     gw = Gateway(replace(cfg, home_namespace="bench"))
     if anchor:
         _install_anchor(gw)
-    ticks = array("d")
+    ticks, pauses = array("d"), array("d")
     await gw.start()
     _ticker(ticks)
+    _gc_log(pauses)
     print(json.dumps({"port": gw.port, "admin": gw.admin_port}), flush=True)
     done = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
     await done.wait()
     with open(stats, "w") as fh:
-        json.dump({"ticks": list(zip(ticks[0::3], ticks[1::3], ticks[2::3], strict=True))}, fh)
+        json.dump(
+            {
+                "ticks": list(zip(ticks[0::4], ticks[1::4], ticks[2::4], ticks[3::4], strict=True)),
+                "gc": [list(pauses[i : i + 6]) for i in range(0, len(pauses), 6)],
+            },
+            fh,
+        )
 
 
 class _Backend(asyncio.Protocol):

@@ -104,7 +104,7 @@ class ClientProtocol(UpgradeFlow):
         self.tls = tls  # the connection came through the TLS listener
         self.proto = b"https" if tls else b"http"  # X-Forwarded-Proto
         self.scan_mode = 2 if tls else 0  # wire.scan_request: 1 trusted peer | 2 https
-        self.parser = HttpRequestParser(self)
+        self.parser: HttpRequestParser | None = None  # from connection_made to let_go
         self.transport = None
         self.cur: Exchange | None = None
         self.active: Exchange | None = None
@@ -144,6 +144,10 @@ class ClientProtocol(UpgradeFlow):
     def connection_made(self, transport) -> None:
         """A client connected: note its address and start the header-read deadline."""
         self.transport = transport
+        # The parser calls this protocol back: a cycle, broken by let_go. Made here, not in
+        # __init__: a TLS connection whose handshake fails never reaches connection_made,
+        # and its protocol must still be freed by reference counting.
+        self.parser = HttpRequestParser(self)
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer = peer
@@ -168,6 +172,14 @@ class ClientProtocol(UpgradeFlow):
             if not ex.resp_started:
                 ex.status = 499
             self._end(ex, close=True)  # drops the upstream connection still bound to it
+        self.let_go()
+
+    def let_go(self) -> None:
+        """This protocol no longer serves its connection: drop every reference that could
+        lead back to it (the parser calls it back, exchanges name it as their client), so it
+        is freed by reference counting alone, never left to the cyclic collector."""
+        self.parser = None
+        self.cur = self.active = self.body_ex = self.upgrading = None
         self.queue = None
         self.stash = None
 
@@ -287,13 +299,8 @@ class ClientProtocol(UpgradeFlow):
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, Refuse):
-                self._reject(cause.status, cause.text)
-                return
-            log.exception("internal error while handling a request", exc_info=cause)
-            self._reject(500, "internal gateway error")
-            return
+            self._callback_failed(exc.__context__)  # no local keeps it: its frames would
+            return  # form a cycle with this one, holding the exchange until a collection
         except HttpParserUpgrade as exc:  # llhttp stops after an upgrade request's head
             self.upgrade_paused(data, exc.args[0])
         except HttpParserError as exc:
@@ -324,6 +331,14 @@ class ClientProtocol(UpgradeFlow):
                 ex.pending = []
                 ex.pending_size = 0
                 self.flushed()
+
+    def _callback_failed(self, cause: BaseException | None) -> None:
+        """A parser callback raised ``cause``: a refusal, or a bug answered with a 500."""
+        if isinstance(cause, Refuse):
+            self._reject(cause.status, cause.text)
+            return
+        log.exception("internal error while handling a request", exc_info=cause)
+        self._reject(500, "internal gateway error")
 
     # -- parser callbacks (the slow path) ---------------------------------------------------
 
@@ -523,7 +538,7 @@ class ClientProtocol(UpgradeFlow):
             if drop is None or lname not in drop:
                 parts += (name, b": ", value, b"\r\n")
         if ex.host is None:
-            parts.append(b"host: " + ex.route.doc.service.host.encode() + b"\r\n")
+            parts.append(b"host: " + ex.route.fqdn.encode() + b"\r\n")
         if ex.upgrade is not None:
             parts.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
         if ex.xff is None and ex.xfp is None and not ex.chunked:

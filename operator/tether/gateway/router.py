@@ -114,15 +114,15 @@ class Router:
                 added.append(route)
                 by_key[key] = route
             _count(authorities, old, route, dropped)
-            doc = (route or old).doc
-            if doc.subset:
+            either = route or old
+            if either.subset:
                 continue
-            ident = (doc.service.namespace, doc.service.name)
+            ident = (either.namespace, either.name)
             ports = dict(services.get(ident, ()))
             if route is None:
-                ports.pop(doc.service.port, None)
+                ports.pop(either.port, None)
             else:
-                ports[doc.service.port] = route
+                ports[either.port] = route
             if ports:
                 services[ident] = ports
             elif ident in services:
@@ -200,8 +200,8 @@ class Router:
 
 def _count(authorities, old: Route | None, new: Route | None, dropped: set[str]) -> None:
     """Move the per-address route counts from ``old``'s endpoints to ``new``'s (set diff)."""
-    before = old.authorities if old is not None else frozenset()
-    after = new.authorities if new is not None else frozenset()
+    before = frozenset(old.authorities) if old is not None else frozenset()
+    after = frozenset(new.authorities) if new is not None else frozenset()
     for authority in before - after:
         left = authorities[authority] - 1
         if left:

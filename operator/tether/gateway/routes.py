@@ -2,8 +2,14 @@
 
 The Host → route index (DESIGN §3.4) is ``router.Router``, re-exported here.
 
-Invariant: a ``Route`` is built from one document (off the event loop) and never rebuilt;
-its table does not change once it is live. The Host index over the routes is ``router``.
+Invariants:
+- A ``Route`` is built from one document (off the event loop) and never rebuilt; its table
+  does not change once it is live. The Host index over the routes is ``router``.
+- A route keeps what routing needs, not the document: the Service's name, namespace, port,
+  FQDN and subset as plain strings and ints, the targets, and the table as one flat array.
+  Parts that are the same for many routes (a uniform round-robin schedule, a hash key) are
+  shared. So a route is a handful of objects for the cyclic collector, whatever its table
+  size, and references nothing that leads back to it.
 """
 
 from __future__ import annotations
@@ -52,10 +58,45 @@ class Target:
         self.sid = 0  # the pod's id in the gateway's recent-sessions table (sessions_seen)
 
 
+_UNIFORM: dict[int, list[int]] = {}  # n → [0 .. n-1], shared by every route (never mutated)
+_KEYS: dict = {}  # policy.hashKey → (hash key,), shared by every route with that key
+_SHARED_MAX = 4096
+
+
+def _shared(cache: dict, key, make):
+    """``cache[key]``, made once; the cache is emptied past _SHARED_MAX entries (a bound,
+    not an eviction policy: sharing saves memory, it is never needed for correctness)."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= _SHARED_MAX:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
+def _shared_keys(spec) -> tuple:
+    return _shared(_KEYS, spec, lambda: (key_from_model(spec),))
+
+
+def _session_pods(doc: TableDocument) -> tuple[str, ...]:
+    """(authority, pod, authority, pod, …) of the endpoints a persistent session may stay on
+    (``endpoint_states``: the ready ones, and terminating ones that still serve while the
+    session drains), in document order; flat, so one object for the collector."""
+    from tether.hashing.session.decide import endpoint_states
+
+    states = endpoint_states(doc.endpoints, doc.session.drain if doc.session else True)
+    out: list[str] = []
+    for ep in doc.endpoints:
+        if ep.authority in states:
+            out += (ep.authority, ep.pod or "")
+    return tuple(out)
+
+
 def _smooth_schedule(weights: list[int]) -> list[int]:
-    """nginx's smooth weighted round robin, one full cycle (capped to 4096 picks)."""
+    """nginx's smooth weighted round robin, one full cycle (capped to 4096 picks); read only."""
     if len(set(weights)) <= 1:
-        return list(range(len(weights)))
+        n = len(weights)
+        return _shared(_UNIFORM, n, lambda: list(range(n)))
     total, current, out = sum(weights), [0] * len(weights), []
     for _ in range(min(total, 4096)):
         for i, w in enumerate(weights):
@@ -77,8 +118,9 @@ class Route:
     __slots__ = (
         "active",
         "authorities",
+        "checksum",
         "chooser",
-        "doc",
+        "fqdn",
         "hist",
         "hkey",
         "is_cookie",
@@ -91,19 +133,30 @@ class Route:
         "lane_key",
         "local_codes",
         "mode",
+        "name",
+        "namespace",
         "needle",
+        "port",
         "rr",
         "schedule",
+        "session_pods",
         "sid",
         "size",
+        "subset",
         "table",
         "targets",
         "total_active",
     )
 
     def __init__(self, doc: TableDocument) -> None:
-        self.doc = doc
+        service = doc.service
         self.key = doc.key
+        self.checksum = doc.checksum  # which document this route was built from
+        self.namespace = service.namespace
+        self.name = service.name
+        self.port = service.port
+        self.fqdn = service.host
+        self.subset = doc.subset
         _, ready = ready_endpoints(doc)
         self.targets = [Target(ep.address, ep.port, ep.pod, ep.weight) for ep in ready]
         self.active = [0] * len(self.targets)
@@ -111,6 +164,7 @@ class Route:
         self.local_codes: dict[int, int] = {}
         self.total_active = 0
         self.sid = 0  # the route's id in the recent-sessions table, bound when it goes live
+        self.session_pods = _session_pods(doc)
         self.rr = 0
         self.chooser = None
         self.keys: tuple = ()
@@ -135,7 +189,7 @@ class Route:
             self.is_ketama = policy.algorithm == "ketama"
             self.mode = "bounded" if policy.hash_balance_factor > 0 else "hash"
             if policy.hash_key is not None:
-                self.keys = (key_from_model(policy.hash_key),)
+                self.keys = _shared_keys(policy.hash_key)
                 self.is_cookie = isinstance(self.keys[0], CookieKey)
                 self.hkey = self.keys[0]
                 self.kind = policy.hash_key.kind
@@ -148,7 +202,7 @@ class Route:
             )
             self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
-        self.authorities = frozenset(t.authority for t in self.targets)
+        self.authorities = tuple(dict.fromkeys(t.authority for t in self.targets))
         for target in self.targets:
             target.log_fragment = fragment(target.authority, target.pod, self.key, self.kind)
         self._lane_hints()

@@ -115,12 +115,8 @@ class SessionsSeen:
         """The route's spec for ``session_cells`` (pins when it honours persistent sessions)."""
         if getattr(route, "session", None) is None:
             return route_spec(route)
-        from tether.hashing.session.decide import endpoint_states
-
-        session = route.doc.session
-        states = endpoint_states(route.doc.endpoints, session.drain if session else True)
-        pins = [self._pod_id(e.authority, e.pod or "") for e in route.doc.endpoints
-                if e.authority in states]  # fmt: skip
+        pods = route.session_pods
+        pins = [self._pod_id(pods[i], pods[i + 1]) for i in range(0, len(pods), 2)]
         return route_spec(route, spec_pins(pins))
 
     def _pool_(self) -> ThreadPoolExecutor:
@@ -242,8 +238,8 @@ def _count_all(snap: bytes, jobs: list) -> list[tuple[str, dict]]:
         moves, away, total = session_cells(snap, new.sid, old_spec, new_spec)
         ok = new_spec[1] != 0 and (old_spec is None or old_spec[1] != 0)
         out.append((new.key, {
-            "fromChecksum": old.doc.checksum,
-            "toChecksum": new.doc.checksum,
+            "fromChecksum": old.checksum,
+            "toChecksum": new.checksum,
             "countable": ok,
             "active": total,
             "moves": moves,
@@ -280,16 +276,15 @@ def _route_summary(route, now: dict, names: dict, known: dict, swaps: list) -> d
     for sid, n in per_pod.items():
         pod, endpoint = _named(sid, names, known)
         pods.append({"pod": pod, "endpoint": endpoint, "active": n})
-    doc = route.doc
     return {
         "route": route.key,
         "service": {
-            "namespace": doc.service.namespace,
-            "name": doc.service.name,
-            "port": doc.service.port,
-            "subset": doc.subset,
+            "namespace": route.namespace,
+            "name": route.name,
+            "port": route.port,
+            "subset": route.subset,
         },
-        "checksum": doc.checksum,
+        "checksum": route.checksum,
         "affinity": route.kind,
         "countable": by_owner,
         "active": now["active"],

@@ -35,11 +35,11 @@ class Side(asyncio.Protocol):
                  "transport", "tunnel", "wdeadline", "wsize")  # fmt: skip
 
     def __init__(self, tunnel: Tunnel, name: str, transport, clock: float) -> None:
-        self.tunnel = tunnel
+        self.tunnel: Tunnel | None = tunnel
         self.gw = tunnel.gw
         self.name = name
         self.transport = transport
-        self.peer: Side = self
+        self.peer: Side | None = None  # the other side once joined, None again once both end
         self.forward = _drop  # the peer's transport.write once joined (hot path)
         self.last = clock  # the last time a byte was read from this side
         self.held = False  # reading paused: the peer does not take what it is sent
@@ -123,6 +123,9 @@ class Tunnel:
             return
         gw = self.gw
         gw.tunnels.discard(self)
+        for gone in (self.client, self.upstream):  # both ends are gone: no cycle remains
+            gone.peer = gone.tunnel = None
+            gone.forward = _drop
         if self.index >= 0:
             self.route.active[self.index] -= 1
             self.route.total_active -= 1

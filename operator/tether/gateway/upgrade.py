@@ -105,7 +105,7 @@ class UpgradeFlow(ClientFlow):
         ex.finished = True
         ex.upstream = None
         self.gw.record(ex)
-        self.active = None
         self.closed = True  # this protocol no longer reads or writes the connection
         self.gw.clients.discard(self)
+        self.let_go()
         return rest

@@ -73,7 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.gw = gw
         self.target = target
         self.transport: asyncio.Transport | None = None
-        self.parser = HttpResponseParser(self)
+        self.parser: HttpResponseParser | None = None  # from connection_made to _lost
         self.ex: Exchange | None = None
         self.hbuf = b""
         self.hpos = 0
@@ -96,6 +96,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         """Connected to the endpoint: the connection is tracked for shutdown."""
         self.transport = transport
+        self.parser = HttpResponseParser(self)  # it calls back: a cycle until let_go
         self.gw.upstreams.add(self)
 
     def connection_lost(self, exc) -> None:
@@ -104,9 +105,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.gw.pools.discard(self)
         ex = self.ex
         self.transport = None
+        self.let_go()
         if ex is None:
             return
-        self.ex = None
         if self.head_wait:
             why = "upstream closed the connection before responding"
             ex.client.upstream_failed(ex, self, why, bool(self.hbuf))
@@ -115,6 +116,13 @@ class UpstreamConnection(asyncio.Protocol):
             ex.client.response_complete(ex, keep=False)
         else:
             ex.client.response_aborted(ex, "upstream closed mid-response")
+
+    def let_go(self) -> None:
+        """This protocol no longer serves its connection: drop the parser (it calls back) and
+        the exchange, so the object is freed by reference counting alone."""
+        self.parser = None
+        self.ex = None
+        self.out = []
 
     def pause_writing(self) -> None:
         """The upstream reads slowly: stop reading the client whose body feeds it."""
@@ -218,8 +226,8 @@ class UpstreamConnection(asyncio.Protocol):
         except HttpParserUpgrade as exc:  # llhttp stops after the 101 head on_headers_complete took
             out.append(self.switch)
             self.switch = None
-            self.ex = None
             self.gw.upstreams.discard(self)
+            self.let_go()  # the tunnel takes the connection over
             open_tunnel(self.gw, ex, self, b"".join(out), data[exc.args[0] :])
             return
         except (HttpParserError, _Abort) as exc:

@@ -159,7 +159,6 @@ async def watch_directory(
                 break
             await asyncio.sleep(interval)
         store.publish(force=not store.swaps)  # the first load always swaps once
-        worker.first_load_done()
         on_loaded()
         while True:
             await asyncio.sleep(interval)

@@ -174,7 +174,6 @@ class ConfigMapWatcher:
     async def _loaded(self, job: int) -> None:
         await self.worker.settled(job)
         self.store.publish(force=not self.store.swaps)  # the first load swaps once
-        self.worker.first_load_done()
         self.loaded = True
         self.on_loaded()
 

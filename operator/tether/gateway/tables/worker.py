@@ -10,12 +10,15 @@ Invariants:
   committed, so no document is skipped over.
 - ``settled()`` returns once every job submitted before the call has run and its outcomes are
   committed and published (readiness waits on it).
-- Until the first load is complete (``first_load_done``), a slice that committed routes also
-  moves every object alive into the cyclic collector's permanent generation (``gc.freeze``):
-  the gateway serves nothing yet, and it freezes what is alive at the end of that load anyway
-  (``Gateway.tables_loaded``). Without it the collector walks the growing set of tables again
-  and again: half the CPU of loading 10,000 tables. Later slices freeze nothing, because live
-  client connections are reference cycles (protocol ↔ parser ↔ transport) that would leak.
+- A slice that committed routes then moves every object alive into the cyclic collector's
+  permanent generation (``gc.freeze``, O(1)), so tables are never traversed by a collection:
+  without it, the collector walked the growing set of tables again and again (half the CPU of
+  loading 10,000 tables), and a burst of updates left tens of thousands of young table objects
+  that one collection traversed while holding the GIL (30 ms). The frees of the tables they
+  replace (frozen ones) offset the allocation count, so such collections came rarely and big.
+  Freezing pins only what cannot die by reference counting alone: the gateway's connections,
+  exchanges and tunnels drop their cycles when they end (tested in
+  ``tests/unit/gateway/test_gc_lifecycle.py``), and table objects are acyclic.
 - While the worker has work, the interpreter's thread switch interval is lowered to
   ``SWITCH_SECONDS`` so the loop thread gets the GIL back within about that long; every GIL-holding
   C call on the worker's path is kept short (``gateway.lookup``).
@@ -71,7 +74,6 @@ class TableWorker:
         self._settled = 0  # every job up to this number is committed and published
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._thread: threading.Thread | None = None
-        self._loading = True
 
     # -- loop side: submitting ------------------------------------------------------------
 
@@ -111,10 +113,6 @@ class TableWorker:
         fut = self.loop.create_future()
         self._waiters.append((upto, fut))
         await fut
-
-    def first_load_done(self) -> None:
-        """The first complete load is published: stop freezing tables (see module docstring)."""
-        self._loading = False
 
     def close(self) -> None:
         """Stop the worker thread once the jobs already queued have run."""
@@ -173,8 +171,8 @@ class TableWorker:
             store.commit(name, outcome)
             count += 1
         store.publish()
-        if count and self._loading:
-            gc.freeze()
+        if count:
+            gc.freeze()  # see the module docstring
         if out:
             with self._lock:
                 self._queued = True
