@@ -89,7 +89,7 @@ def status_of(gw) -> dict:
         "ready": reason is None,
         "reason": reason,
         "generation": metrics.table_generation,
-        "tables": {name: r.doc.checksum for name, r in sorted(gw.store.routes.items())},
+        "tables": {name: r.checksum for name, r in sorted(gw.store.routes.items())},
         "loadErrors": sum(metrics.table_load_errors.values()),
         "sync": {
             "synced": sync.synced,
