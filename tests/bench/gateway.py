@@ -9,12 +9,22 @@ warmed up, then measured twice, interleaved. Printed per run: requests/s, p50/p9
 proxy CPU µs per request (utime+stime of the proxy's processes from /proc ÷ requests), and
 ratios to nginx's mean. Missing nginx/haproxy/wrk are installed with apt-get.
 
+Two more parts, tether against nginx only (``--parts http,ws,tls``):
+- ``ws``: WebSocket message relay. Three ``websockets`` echo servers (127.0.0.1:9011-9013, CPU
+  0) behind each proxy (nginx: ``proxy_http_version 1.1`` + Upgrade headers, the same cookie
+  hash); the bounded load client of ``gateway_ws`` (CPU 0) keeps 50 connections each sending a
+  128-byte message and waiting for its echo. Printed: messages/s, p50/p99 round trip, proxy CPU
+  µs per message, ratios to nginx.
+- ``tls``: the HTTP run again over TLS (keep-alive, ``wrk https://``), both proxies serving the
+  same ECDSA P-256 certificate, TLS 1.2+.
+
 Usage: python -m tests.bench.gateway [--duration 8] [--connections 50] [--access-log]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -31,6 +41,9 @@ ASSETS = Path(__file__).parent / "gateway_assets"
 ROOT = Path(__file__).resolve().parents[2]
 CLK = os.sysconf("SC_CLK_TCK")
 PORTS = {"nginx": 8081, "haproxy": 8082, "tether": 8083}
+WS_PORTS = {"nginx": 8084, "tether": 8083}  # tether routes by Host (ws.bench) on its listener
+TLS_PORTS = {"nginx": 8085, "tether": 8086}
+WS_BACKENDS = (9011, 9012, 9013)
 
 
 def ensure_tools() -> None:
@@ -99,11 +112,11 @@ def _ms(text: str) -> float:
     return val * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(port: int, duration: float, connections: int) -> dict:
+def wrk(port: int, duration: float, connections: int, scheme: str = "http") -> dict:
     seconds = max(1, round(duration))
     cmd = [
         "taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-        "-s", str(ASSETS / "cookie.lua"), f"http://127.0.0.1:{port}/",
+        "-s", str(ASSETS / "cookie.lua"), f"{scheme}://127.0.0.1:{port}/",
     ]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     reqs = int(re.search(r"(\d+) requests in", out).group(1))
@@ -140,15 +153,48 @@ def tether_table(tmp: Path) -> Path:
 
     tables = tmp / "tables"
     tables.mkdir()
-    doc = make_document(
-        [("127.0.0.1", 9000 + i, f"b{i}") for i in (1, 2, 3)],
-        namespace="bench",
-        name="backends",
-        port=80,
-        hash_key=cookie_key("sid", ttl=None),
-    )
-    (tables / "backends.json").write_text(doc.dumps())
+    for name, ports in (("backends", (9001, 9002, 9003)), ("ws", WS_BACKENDS)):
+        doc = make_document(
+            [("127.0.0.1", port, f"{name}{i}") for i, port in enumerate(ports)],
+            namespace="bench",
+            name=name,
+            port=80,
+            hash_key=cookie_key("sid", ttl=None),
+        )
+        (tables / f"{name}.json").write_text(doc.dumps())
     return tables
+
+
+def certificates(tmp: Path) -> Path:
+    """One ECDSA P-256 certificate for both proxies: tmp/tls.{crt,key} and tmp/certs/."""
+    from tests.unit.gateway.certs import Pki, write_files
+
+    cert, key = Pki(tmp).leaf(["localhost", "127.0.0.1"])
+    (tmp / "tls.crt").write_bytes(cert)
+    (tmp / "tls.key").write_bytes(key)
+    (tmp / "certs").mkdir()
+    write_files(tmp / "certs", "site", cert, key)
+    return tmp / "certs"
+
+
+def ws_load(port: int, duration: float, connections: int) -> dict:
+    """One run of the bounded WebSocket load client (CPU 0) against a proxy port."""
+    cmd = ["taskset", "-c", "0", sys.executable, "-m", "tests.bench.gateway_ws", "--load",
+           "ws://ws.bench/", "--connect", f"127.0.0.1:{port}", "--duration", str(duration),
+           "--connections", str(connections)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(proc: subprocess.Popen, work) -> dict:
+    """Run ``work()`` (returns figures with ``requests``) and add the proxy's CPU per item."""
+    before = cpu_seconds(proc.pid)
+    r = work()
+    after = cpu_seconds(proc.pid)
+    n = max(r["requests"], 1)
+    r["cpu_us"] = (sum(after) - sum(before)) / n * 1e6
+    r["user_us"] = (after[0] - before[0]) / n * 1e6
+    return r
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--access-log", action="store_true", help="tether writes its access log")
     ap.add_argument("--only", default="nginx,haproxy,tether")
+    ap.add_argument("--parts", default="http,ws,tls", help="http, ws (WebSocket), tls")
     args = ap.parse_args(argv)
+    parts = args.parts.split(",")
     args.duration = min(args.duration, 10.0)
     ensure_tools()
     if (os.cpu_count() or 1) < 2:
@@ -170,12 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         backends = start(["nginx", "-p", str(tmp), "-e", str(tmp / "b.err"),
                           "-c", str(render("backends.nginx.conf", tmp))], 0)  # fmt: skip
         procs.append(backends)
-        for port in (9001, 9002, 9003):
+        procs.append(start([sys.executable, "-m", "tests.bench.gateway_ws", "--serve",
+                            ",".join(map(str, WS_BACKENDS))], 0, cwd=ROOT))  # fmt: skip
+        for port in (9001, 9002, 9003, *WS_BACKENDS):
             wait_port(port)
+        certs = certificates(tmp)
         proxies: dict[str, subprocess.Popen] = {}
         wanted = args.only.split(",")
         if "nginx" in wanted:
-            conf = render("proxy.nginx.conf", tmp, port=PORTS["nginx"])
+            conf = render("proxy.nginx.conf", tmp, port=PORTS["nginx"], ws_port=WS_PORTS["nginx"],
+                          tls_port=TLS_PORTS["nginx"])  # fmt: skip
             proxies["nginx"] = start(
                 ["nginx", "-p", str(tmp), "-e", str(tmp / "p.err"), "-c", str(conf)], 1
             )
@@ -188,31 +240,56 @@ def main(argv: list[str] | None = None) -> int:
                 sys.executable, "-m", "tether", "gateway", "--listen",
                 f"127.0.0.1:{PORTS['tether']}", "--admin", "", "--tables-dir",
                 str(tether_table(tmp)), "--access-log", log, "--log-level", "warning",
+                "--default-service", "bench/backends:80",
+                "--tls-listen", f"127.0.0.1:{TLS_PORTS['tether']}", "--tls-dir", str(certs),
             ]  # fmt: skip
             proxies["tether"] = start(cmd, 1, cwd=ROOT)
         procs += proxies.values()
         for name in proxies:
             wait_port(PORTS[name])
-        results: dict[str, list[dict]] = {n: [] for n in proxies}
-        for name in proxies:
-            wrk(PORTS[name], args.warmup, args.connections)
-        for run in range(args.runs):
-            for name, proc in proxies.items():
-                before = cpu_seconds(proc.pid)
-                r = wrk(PORTS[name], args.duration, args.connections)
-                after = cpu_seconds(proc.pid)
-                n = max(r["requests"], 1)
-                r["cpu_us"] = (sum(after) - sum(before)) / n * 1e6
-                r["user_us"] = (after[0] - before[0]) / n * 1e6
-                r["run"] = run + 1
-                results[name].append(r)
-                print(f"  {name:8s} run {run + 1}: {r['rps']:9.0f} rps", flush=True)
-        report(results, args)
+        two = {n: p for n, p in proxies.items() if n in ("nginx", "tether")}
+        if "tls" in parts:
+            for name in two:
+                wait_port(TLS_PORTS[name])
+        if "http" in parts:
+            report(rounds(proxies, args, lambda n, d: wrk(PORTS[n], d, args.connections)), args)
+        if "ws" in parts and two:
+            ws = rounds(two, args, lambda n, d: _as_requests(ws_load(WS_PORTS[n], d, 50)))
+            report_ws(ws, args)
+        if "tls" in parts and two:
+            tls = rounds(two, args, lambda n, d: wrk(TLS_PORTS[n], d, args.connections, "https"))
+            print("\nTLS keep-alive (wrk https://, ECDSA P-256, TLS 1.2+):")
+            report(tls, args)
     finally:
         for proc in reversed(procs):
             stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def rounds(proxies: dict, args, work) -> dict[str, list[dict]]:
+    """Warm every proxy up, then ``args.runs`` measured runs, interleaved."""
+    results: dict[str, list[dict]] = {n: [] for n in proxies}
+    for name in proxies:
+        work(name, args.warmup)
+    for run in range(args.runs):
+        for name, proc in proxies.items():
+            r = measure(proc, lambda name=name: work(name, args.duration))
+            r["run"] = run + 1
+            results[name].append(r)
+            print(f"  {name:8s} run {run + 1}: {r['rps']:9.0f} /s", flush=True)
+    return results
+
+
+def _as_requests(r: dict) -> dict:
+    """WebSocket figures in the shape report() reads (a message is a request)."""
+    return {**r, "requests": r["messages"], "rps": r["rate"], "socket": r["first_error"]}
+
+
+def report_ws(results: dict[str, list[dict]], args) -> None:
+    """The WebSocket relay table, with ratios to nginx."""
+    print("\nWebSocket relay: 50 connections, 128-byte message and its echo, one in flight each")
+    report(results, args, unit="msg")
 
 
 def _tether_path() -> str:
@@ -226,21 +303,25 @@ def _tether_path() -> str:
     return "Python methods (TETHER_GATEWAY_NATIVE=0 or the extension not built)"
 
 
-def report(results: dict[str, list[dict]], args) -> None:
+def report(results: dict[str, list[dict]], args, unit: str = "req") -> None:
     base = results.get("nginx")
     base_rps = statistics.mean(r["rps"] for r in base) if base else None
     base_p99 = statistics.mean(r["p99"] for r in base) if base else None
     base_cpu = statistics.mean(r["cpu_us"] for r in base) if base else None
+    client = f"wrk -t1 -c{args.connections}" if unit == "req" else "gateway_ws client -c50"
     print(
-        f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s, cookie sid=random(1..100000); "
-        f"proxy on CPU 1, wrk + backends on CPU 0; load average now "
+        f"\n{client} -d{args.duration:g}s, cookie sid=random(1..100000); "
+        f"proxy on CPU 1, client + backends on CPU 0; load average now "
         f"{os.getloadavg()[0]:.2f} (other work on the machine adds noise)"
     )
     if "tether" in results:
         print(
             f"tether data path: {_tether_path()}, access log {'on' if args.access_log else 'off'}"
         )
-    hdr = f"{'proxy':9s} {'run':>3s} {'rps':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU µs/req':>10s}"
+    rate = "rps" if unit == "req" else "msg/s"
+    hdr = (
+        f"{'proxy':9s} {'run':>3s} {rate:>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU µs/' + unit:>10s}"
+    )
     hdr += f" {'user':>5s}"
     print(hdr + f" {'rps/nginx':>9s} {'p99/nginx':>9s} {'cpu/nginx':>9s}  errors")
     for name, runs in results.items():
@@ -262,8 +343,8 @@ def report(results: dict[str, list[dict]], args) -> None:
             p99 = statistics.mean(r["p99"] for r in runs)
             cpu = statistics.mean(r["cpu_us"] for r in runs)
             print(
-                f"  {name:8s} rps {rps:9.0f} ({rps / base_rps:.2f}x)  p99 {p99:.2f} ms "
-                f"({p99 / base_p99:.2f}x)  CPU {cpu:.1f} µs/req ({cpu / base_cpu:.2f}x)"
+                f"  {name:8s} {rate} {rps:9.0f} ({rps / base_rps:.2f}x)  p99 {p99:.2f} ms "
+                f"({p99 / base_p99:.2f}x)  CPU {cpu:.1f} µs/{unit} ({cpu / base_cpu:.2f}x)"
             )
 
 

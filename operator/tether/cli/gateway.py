@@ -46,13 +46,25 @@ def register(subparsers) -> None:
     _add(t, "idle-timeout", 60.0, "client keep-alive idle", float)
     _add(t, "upstream-timeout", 30.0, "wait for response head / between response reads", float)
     _add(t, "upstream-idle-timeout", 15.0, "pooled upstream connection idle", float)
-    _add(t, "drain-timeout", 25.0, "SIGTERM: max wait for in-flight requests", float)
+    _add(t, "tunnel-idle-timeout", 300.0,
+         "tunnel (WebSocket) side silent, or not reading, this long: closed", float)  # fmt: skip
+    _add(t, "drain-timeout", 25.0, "SIGTERM: max wait for in-flight requests and tunnels", float)
     _add(t, "shutdown-delay", 0.0, "SIGTERM: keep serving (unready) this long first", float)
     _add(t, "max-header-bytes", 65536, "request head size limit (431 above)", int)
     _add(t, "max-body-bytes", 0, "request body limit, 0 = unlimited (413 above)", int)
     _add(t, "max-pipelined", 16, "requests queued behind the one answered; reading pauses", int)
     _add(t, "connect-attempts", 3, "endpoints tried when connecting fails", int)
     _add(t, "eject-seconds", 5.0, "skip an endpoint this long after it refused", float)
+    _add(t, "upgrade-protocols", "websocket", "Upgrade protocols tunnelled (comma-separated)")
+    tls = p.add_argument_group("TLS (off unless --tls-listen is set)")
+    _add(tls, "tls-listen", "", "[address]:port of the TLS listener (:8443 = $POD_IP:8443)")
+    _add(tls, "tls-dir", "", "certificates from NAME.crt+NAME.key or NAME/tls.{crt,key} here")
+    _add(tls, "tls-secrets", "", "kubernetes.io/tls Secrets to serve, by name (comma-separated)")
+    _add(tls, "tls-secret-selector", "", "or: the kubernetes.io/tls Secrets with these labels")
+    _add(tls, "tls-namespace", "tether-system", "namespace of those Secrets")
+    _add(tls, "tls-min-version", "1.2", "1.2 or 1.3")
+    _add(tls, "https-redirect-port", 0,
+         "> 0: the plain listener answers 308 to https on this port", int)  # fmt: skip
     o = p.add_argument_group("operability")
     _add(o, "access-log", "stdout", "off | stdout | FILE")
     _add(o, "log-level", "info", "debug | info | warning | error")
@@ -67,9 +79,31 @@ def _hostport(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
 
 def config_from_args(args: argparse.Namespace):
     """Build the frozen GatewayConfig from parsed flags; ValueError on bad values."""
-    from tether.gateway.config import GatewayConfig, parse_cidrs, parse_service_ref
+    from tether.gateway.config import (
+        GatewayConfig,
+        TLSConfig,
+        parse_cidrs,
+        parse_service_ref,
+        parse_upgrade_protocols,
+    )
 
     host, port = _hostport(args.listen)
+    tls = None
+    if args.tls_listen:
+        tls_host, tls_port = _hostport(args.tls_listen, os.environ.get("POD_IP") or "0.0.0.0")
+        tls = TLSConfig(
+            listen_host=tls_host,
+            listen_port=tls_port,
+            cert_dir=args.tls_dir or None,
+            secrets=tuple(n.strip() for n in args.tls_secrets.split(",") if n.strip()),
+            secret_selector=args.tls_secret_selector,
+            namespace=args.tls_namespace,
+            min_version=args.tls_min_version,
+        )
+    elif args.tls_dir or args.tls_secrets or args.tls_secret_selector:
+        raise ValueError("a TLS certificate source needs --tls-listen")
+    if args.https_redirect_port and tls is None:
+        raise ValueError("--https-redirect-port needs --tls-listen")
     admin_host, admin_port = _hostport(args.admin) if args.admin else ("", -1)
     return GatewayConfig(
         listen_host=host,
@@ -88,6 +122,10 @@ def config_from_args(args: argparse.Namespace):
         idle_timeout=args.idle_timeout,
         upstream_timeout=args.upstream_timeout,
         upstream_idle_timeout=args.upstream_idle_timeout,
+        tunnel_idle_timeout=args.tunnel_idle_timeout,
+        upgrade_protocols=parse_upgrade_protocols(args.upgrade_protocols),
+        tls=tls,
+        https_redirect_port=args.https_redirect_port,
         drain_timeout=args.drain_timeout,
         shutdown_delay=args.shutdown_delay,
         max_header_bytes=args.max_header_bytes,

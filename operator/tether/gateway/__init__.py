@@ -46,8 +46,12 @@ Behaviour users see:
 - Message integrity: Connection tokens never remove the fields the message is framed or
   routed by (``http.CONNECTION_KEEPS``); trailers never become headers; no body is relayed
   after a response that has none.
-- Not supported: Upgrade/WebSocket and CONNECT tunnels (Upgrade is hop-by-hop and dropped),
-  HTTP/2, TLS, request trailers (dropped).
+- Upgrade (WebSocket): routed and pinned like any request, then a byte tunnel both ways with
+  backpressure and per-side idle timers (``upgrade``, ``tunnel``); other Upgrades (h2c) are
+  dropped and the request proxied as a plain one.
+- TLS: a second listener with certificates from ``kubernetes.io/tls`` Secrets or a directory,
+  chosen by SNI and hot-reloaded (``tls``); ``redirect`` sends plain HTTP to https.
+- Not supported: CONNECT (405), HTTP/2 (ALPN offers http/1.1 only), request trailers (dropped).
 - Access log: one JSON line per request (``accesslog``); metrics on the admin port
   (``metrics``); ``/healthz`` and ``/readyz`` (``admin``).
 """

@@ -13,6 +13,30 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """The TLS listener and its certificate source: a directory, named Secrets, or a label
+    selector over the Secrets of ``namespace`` (exactly one of the three)."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8443
+    cert_dir: str | None = None
+    secrets: tuple[str, ...] = ()
+    secret_selector: str = ""
+    namespace: str = "tether-system"
+    min_version: str = "1.2"  # "1.2" or "1.3"
+
+    def __post_init__(self) -> None:
+        sources = [bool(self.cert_dir), bool(self.secrets), bool(self.secret_selector)]
+        if sum(sources) != 1:
+            raise ValueError(
+                "TLS needs exactly one certificate source: --tls-dir, --tls-secrets or "
+                "--tls-secret-selector"
+            )
+        if self.min_version not in ("1.2", "1.3"):
+            raise ValueError(f"--tls-min-version must be 1.2 or 1.3, got {self.min_version!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything the gateway needs to run; defaults suit a pod (0.0.0.0:8080, admin 9901)."""
 
@@ -41,8 +65,14 @@ class GatewayConfig:
     max_pipelined: int = 16  # requests queued behind the one being answered; reading pauses
     connect_attempts: int = 3  # endpoints tried on connect failure (Envoy retry semantics)
     eject_seconds: float = 5.0  # an endpoint that refused a connection is skipped this long
-    drain_timeout: float = 25.0  # SIGTERM: in-flight requests get at most this long
+    # A tunnel (after 101 Switching Protocols) closes when one side sent nothing this long, or
+    # did not take what the gateway holds for it this long: far above WebSocket ping periods.
+    tunnel_idle_timeout: float = 300.0
+    upgrade_protocols: frozenset[bytes] = frozenset((b"websocket",))  # tunnelled Upgrades
+    drain_timeout: float = 25.0  # SIGTERM: in-flight requests and tunnels get at most this long
     shutdown_delay: float = 0.0  # SIGTERM: keep serving (not ready) this long before draining
+    tls: TLSConfig | None = None  # a TLS listener and where its certificates come from
+    https_redirect_port: int = 0  # > 0: the plain listener redirects to https on this port
     access_log: str = "stdout"  # off | stdout | a file path
     log_level: str = "info"
     backlog: int = 1024
@@ -56,6 +86,7 @@ class GatewayConfig:
             self.idle_timeout,
             self.upstream_timeout,
             self.upstream_idle_timeout,
+            self.tunnel_idle_timeout,
         )
         return max(0.01, min(1.0, shortest / 4))
 
@@ -68,6 +99,18 @@ def parse_cidrs(text: str) -> tuple[Network, ...]:
         if part:
             out.append(ipaddress.ip_network(part, strict=False))
     return tuple(out)
+
+
+def parse_upgrade_protocols(text: str) -> frozenset[bytes]:
+    """Parse the comma-separated Upgrade protocol names that may be tunnelled (lower-cased).
+
+    ``h2c`` is refused: HTTP/2 is out of scope, and forwarding its upgrade would let a client
+    speak HTTP/2 to an upstream past the gateway's checks (h2c smuggling).
+    """
+    names = frozenset(p.strip().lower().encode() for p in text.split(",") if p.strip())
+    if b"h2c" in names:
+        raise ValueError("h2c cannot be tunnelled: HTTP/2 is out of scope")
+    return names
 
 
 def parse_service_ref(text: str) -> tuple[str, str, int | None]:

@@ -69,6 +69,7 @@ class Exchange:
         "t_up",  # sent upstream (perf_counter)
         "target",
         "tried",
+        "upgrade",  # the Upgrade value to forward (a protocol switch may follow), else None
         "upstream",
         "xff",
         "xfp",
@@ -83,7 +84,7 @@ class Exchange:
         self.is_head = self.saw_connection = False
         self.keep_alive = True
         self.method = b""
-        self.route = self.target = self.upstream = self.head = self.tried = None
+        self.route = self.target = self.upstream = self.head = self.tried = self.upgrade = None
         self.index = -1
         self.hash = self.rand = self.key_text = self.generated = self.set_cookie = None
         self.attempt = self.attempts = self.body_size = self.pending_size = 0
@@ -115,8 +116,15 @@ class Exchange:
         """Envoy's router callback: generate this connection's cookie value, queue Set-Cookie."""
         value = self.client.cookie_value()
         self.generated = value
-        self.set_cookie = key.set_cookie(value).encode("latin-1")
+        text = key.set_cookie(value)
+        if self.client.tls and not _has_secure(key):
+            text += "; Secure"  # a cookie set over TLS never travels in clear text
+        self.set_cookie = text.encode("latin-1")
         return value
+
+
+def _has_secure(key) -> bool:
+    return any(name.lower() == "secure" for name, _ in key.attributes)
 
 
 class _Nobody:

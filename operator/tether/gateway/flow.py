@@ -36,6 +36,7 @@ HOLD_BODY = 1  # request body bytes buffered beyond BODY_BUDGET while no upstrea
 HOLD_UPSTREAM = 2  # the upstream does not take the request body as fast as it arrives
 HOLD_QUEUE = 4  # max_pipelined requests are queued
 HOLD_WRITE = 8  # the client does not take its responses
+HOLD_UPGRADE = 16  # an upgrade request waits for its answer (upgrade.py)
 
 BODY_BUDGET = 256 << 10  # request body bytes a connection may hold for requests not sent yet
 # After a refusal the gateway half-closes and reads on (discarding), as nginx's lingering
@@ -107,7 +108,7 @@ class ClientFlow(asyncio.Protocol):
         self.active = nxt
         if self.stalled and len(self.queue) < self.gw.config.max_pipelined:
             self.stalled = False
-            if self.stash is None:
+            if self.stash is None or self.upgrading is not None:  # upgrade: the answer decides
                 self._release(HOLD_QUEUE)
             else:
                 self.gw.loop.call_soon(self._unstash)
@@ -296,6 +297,8 @@ class ClientFlow(asyncio.Protocol):
             self.active = None
         if self.closed:
             return
+        if self.upgrading is not None:
+            self.upgrade_answered(ex)
         if close or not ex.keep_alive or not ex.body_done or gw.draining:
             self.ignore = True
             if ex.local and not self.transport.is_closing():

@@ -19,6 +19,7 @@ H_HOP = 5  # dropped
 H_CONNECTION = 6  # dropped; its tokens name more headers to drop
 H_TE_FRAMING = 7  # Transfer-Encoding: dropped, the proxy re-frames chunked bodies
 H_EXPECT = 8
+H_UPGRADE = 9  # not forwarded as received: a tunnelled Upgrade is re-added by the gateway
 
 REQUEST_HEADER_CLASS: dict[bytes, int] = {
     b"host": H_HOST,
@@ -31,7 +32,7 @@ REQUEST_HEADER_CLASS: dict[bytes, int] = {
     b"proxy-authenticate": H_HOP,
     b"te": H_HOP,
     b"trailer": H_HOP,
-    b"upgrade": H_HOP,
+    b"upgrade": H_UPGRADE,
     b"connection": H_CONNECTION,
     b"transfer-encoding": H_TE_FRAMING,
     b"expect": H_EXPECT,
@@ -66,6 +67,7 @@ _QUICK_HOP = (
 
 REASONS = {
     400: b"Bad Request",
+    308: b"Permanent Redirect",
     404: b"Not Found",
     405: b"Method Not Allowed",
     408: b"Request Timeout",

@@ -15,6 +15,10 @@ Names:
 - ``tether_gateway_table_generation``, ``tether_gateway_table_age_seconds``,
   ``tether_gateway_tables``, ``tether_gateway_table_load_errors_total{source}``,
   ``tether_gateway_ready``
+- ``tether_gateway_tunnels`` (open), ``tether_gateway_tunnels_opened_total``,
+  ``tether_gateway_tunnels_closed_total{reason}``, ``tether_gateway_tunnel_bytes_total{from}``
+- ``tether_gateway_tls_certificates``, ``tether_gateway_tls_certificate_expiry_seconds{name}``
+  (Unix time), ``tether_gateway_tls_load_errors_total{name}``
 """
 
 from __future__ import annotations
@@ -58,6 +62,12 @@ class GatewayMetrics(Collector):
         self.ready = False
         self.active_requests = 0
         self.connections = lambda: {}  # set by the gateway: state -> count
+        self.open_tunnels = lambda: 0  # set by the gateway
+        self.tunnels_opened = 0
+        self.tunnels_closed: defaultdict[str, int] = defaultdict(int)  # by reason
+        self.tunnel_bytes: defaultdict[str, int] = defaultdict(int)  # by side read from
+        self.certificates = lambda: {}  # set by the gateway: name -> not-after Unix time
+        self.tls_load_errors: defaultdict[str, int] = defaultdict(int)
 
     def codes(self, route: str, upstream: str) -> dict[int, int]:
         """The live {status: count} dict of one (route, upstream) pair (created on first use)."""
@@ -149,6 +159,47 @@ class GatewayMetrics(Collector):
         for state, n in self.connections().items():
             conns.add_metric([state], n)
         yield conns
+        yield from self._tunnels_and_tls()
+
+    def _tunnels_and_tls(self):
+        yield GaugeMetricFamily(
+            "tether_gateway_tunnels", "Open tunnels (WebSocket and other Upgrades).",
+            value=self.open_tunnels(),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "tether_gateway_tunnels_opened", "Tunnels opened (101 Switching Protocols).",
+            value=self.tunnels_opened,
+        )  # fmt: skip
+        yield _counter(
+            "tether_gateway_tunnels_closed",
+            "Tunnels closed, by reason (client/upstream closed, idle, stopped reading, shutdown).",
+            "reason",
+            self.tunnels_closed,
+        )
+        yield _counter(
+            "tether_gateway_tunnel_bytes",
+            "Bytes relayed through closed tunnels, by the side they were read from.",
+            "from",
+            self.tunnel_bytes,
+        )
+        certs = self.certificates()
+        yield GaugeMetricFamily(
+            "tether_gateway_tls_certificates", "TLS certificates loaded.", value=len(certs)
+        )
+        expiry = GaugeMetricFamily(
+            "tether_gateway_tls_certificate_expiry_seconds",
+            "Unix time at which each loaded TLS certificate expires.",
+            labels=["name"],
+        )
+        for name, not_after in sorted(certs.items()):
+            expiry.add_metric([name], not_after)
+        yield expiry
+        yield _counter(
+            "tether_gateway_tls_load_errors",
+            "Certificates rejected (the last good one for the name stays in use).",
+            "name",
+            self.tls_load_errors,
+        )
 
 
 def _counter(name: str, doc: str, label: str, values: dict) -> CounterMetricFamily:

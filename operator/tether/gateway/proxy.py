@@ -27,19 +27,20 @@ from httptools import (
 from tether.hashing import HeaderKey, generate_cookie_value
 
 from .exchange import Exchange
-from .flow import ClientFlow
 from .http import (
     CONNECTION_KEEPS,
     H_CONNECTION,
     H_COOKIE,
     H_HOST,
     H_TE_FRAMING,
+    H_UPGRADE,
     H_XFF,
     H_XFP,
     REQUEST_HEADER_CLASS,
     connection_tokens,
 )
 from .request import Refuse, check_host, check_target, check_version, declared_length
+from .upgrade import UpgradeFlow
 from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 
 log = logging.getLogger("tether.gateway")
@@ -54,7 +55,7 @@ def _addr(sockaddr) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class ClientProtocol(ClientFlow):
+class ClientProtocol(UpgradeFlow):
     """One downstream connection; see module docstring."""
 
     __slots__ = (
@@ -83,18 +84,26 @@ class ClientProtocol(ClientFlow):
         "peer_ip",
         "peer_ip_b",
         "peer_trusted",
+        "proto",
         "queue",
         "read_paused",
+        "scan_mode",
         "stalled",
         "stash",
+        "tls",
         "transport",
+        "upgrade_body",
+        "upgrading",
         "wdeadline",
         "wpaused",
         "wsize",
     )
 
-    def __init__(self, gw) -> None:
+    def __init__(self, gw, tls: bool = False) -> None:
         self.gw = gw
+        self.tls = tls  # the connection came through the TLS listener
+        self.proto = b"https" if tls else b"http"  # X-Forwarded-Proto
+        self.scan_mode = 2 if tls else 0  # wire.scan_request: 1 trusted peer | 2 https
         self.parser = HttpRequestParser(self)
         self.transport = None
         self.cur: Exchange | None = None
@@ -122,11 +131,13 @@ class ClientProtocol(ClientFlow):
         self.hcarry = 0  # bytes of that head counted read by read (a lower bound)
         self.max_head = gw.config.max_header_bytes
         self._cookie: str | None = None
+        self.upgrading: Exchange | None = None  # an upgrade request not answered yet
+        self.upgrade_body = 0  # its declared body length (then it is proxied as plain)
         self.peer = ("", 0)
         self.peer_ip = ""
         self.peer_ip_b = b""
         self.peer_trusted = False
-        self.fwd_tail = b"x-forwarded-for: \r\nx-forwarded-proto: http\r\n\r\n"
+        self.fwd_tail = b"x-forwarded-for: \r\nx-forwarded-proto: " + self.proto + b"\r\n\r\n"
 
     # -- transport callbacks -------------------------------------------------------------
 
@@ -139,9 +150,11 @@ class ClientProtocol(ClientFlow):
             self.peer_ip = peer[0]
             self.peer_ip_b = peer[0].encode()
             self.peer_trusted = self.gw.is_trusted(peer[0])
+            self.scan_mode |= self.peer_trusted
         self.fwd_tail = (
-            b"x-forwarded-for: " + self.peer_ip_b + b"\r\nx-forwarded-proto: http\r\n\r\n"
-        )
+            b"x-forwarded-for: " + self.peer_ip_b + b"\r\nx-forwarded-proto: " + self.proto
+            + b"\r\n\r\n"
+        )  # fmt: skip
         self.gw.clients.add(self)
         self.deadline = self.gw.now() + self.gw.config.header_timeout
 
@@ -177,7 +190,7 @@ class ClientProtocol(ClientFlow):
             # everything after it, goes to llhttp.
             start = 0
             while True:
-                r = scan_request(data, start, self.peer_ip_b, self.peer_trusted, self.max_head)
+                r = scan_request(data, start, self.peer_ip_b, self.scan_mode, self.max_head)
                 if r is None:
                     break
                 end, head, method, path, host, cookies, xff, flags, clen = r
@@ -281,15 +294,8 @@ class ClientProtocol(ClientFlow):
             log.exception("internal error while handling a request", exc_info=cause)
             self._reject(500, "internal gateway error")
             return
-        except HttpParserUpgrade:
-            # llhttp stops after a request carrying Upgrade; it was proxied as a plain request
-            # (Upgrade is hop-by-hop and not supported), so nothing may follow on this connection.
-            self.ignore = True
-            ex = self.cur or self.active
-            if ex is not None:
-                ex.keep_alive = False
-                ex.body_done = True
-                self.cur = None
+        except HttpParserUpgrade as exc:  # llhttp stops after an upgrade request's head
+            self.upgrade_paused(data, exc.args[0])
         except HttpParserError as exc:
             self._reject(400, f"malformed request: {exc}")
             return
@@ -374,6 +380,8 @@ class ClientProtocol(ClientFlow):
                 ex.conn_drop = set(drop) | (ex.conn_drop or set())
         elif kind == H_TE_FRAMING:
             ex.chunked = True  # llhttp refuses any Transfer-Encoding not ending in chunked
+        elif kind == H_UPGRADE:
+            ex.upgrade = value if ex.upgrade is None else ex.upgrade + b", " + value
         elif kind != 5:  # Expect and friends pass; 5 (H_HOP) is dropped
             ex.headers.append((lname, name, value))
 
@@ -394,6 +402,10 @@ class ClientProtocol(ClientFlow):
         limit = self.gw.config.max_body_bytes
         if limit and not ex.chunked and declared_length(ex.headers) > limit:
             raise Refuse(413, f"request body larger than {limit} bytes")
+        if parser.should_upgrade():  # Upgrade and Connection: upgrade (CONNECT is refused)
+            self.offer_upgrade(ex)
+        else:
+            ex.upgrade = None
         self.deadline = self.gw.clock + self.gw.config.idle_timeout  # the body may follow
         if self.active is None and not self.queue:
             self.active = ex
@@ -432,7 +444,7 @@ class ClientProtocol(ClientFlow):
                 ex.pending.append(b"0\r\n\r\n")
             if not self.parser.should_keep_alive():  # llhttp read Connection in the trailers
                 ex.keep_alive = False
-        if not ex.keep_alive:
+        if not ex.keep_alive and ex is not self.upgrading:  # upgrade_paused decides
             self.ignore = True
 
     # -- routing and upstream selection ----------------------------------------------------
@@ -510,11 +522,13 @@ class ClientProtocol(ClientFlow):
                 parts += (name, b": ", value, b"\r\n")
         if ex.host is None:
             parts.append(b"host: " + ex.route.doc.service.host.encode() + b"\r\n")
+        if ex.upgrade is not None:
+            parts.append(b"connection: upgrade\r\nupgrade: " + ex.upgrade + b"\r\n")
         if ex.xff is None and ex.xfp is None and not ex.chunked:
             parts.append(self.fwd_tail)  # the common case, prepared once per connection
             return b"".join(parts)
         xff = self.peer_ip_b if ex.xff is None else ex.xff + b", " + self.peer_ip_b
-        xfp = ex.xfp if (self.peer_trusted and ex.xfp) else b"http"
+        xfp = ex.xfp if (self.peer_trusted and ex.xfp) else self.proto
         parts.append(b"x-forwarded-for: " + xff + b"\r\nx-forwarded-proto: " + xfp + b"\r\n")
         if ex.chunked:
             parts.append(b"transfer-encoding: chunked\r\n")

@@ -1,11 +1,12 @@
 """The gateway process: listeners, table source, timeout sweeper, graceful shutdown.
 
 Lifecycle invariants:
-- Not ready until the table source finished its first complete load; not ready again from the
-  moment shutdown starts (SIGTERM/SIGINT).
+- Not ready until the table source (and the TLS certificate source, when TLS is on) finished
+  its first complete load; not ready again from the moment shutdown starts (SIGTERM/SIGINT).
 - Shutdown: wait ``shutdown_delay`` (still serving, readiness already 503), stop accepting,
   close idle keep-alive connections, let in-flight requests finish (their responses carry
-  ``Connection: close``) for at most ``drain_timeout``, then close whatever remains.
+  ``Connection: close``) and tunnels run for at most ``drain_timeout``; then close tunnels
+  cleanly (flush, FIN) and abort whatever remains.
 - One sweeper task enforces every timeout by comparing deadlines (no per-request timers).
 """
 
@@ -25,8 +26,10 @@ from .admin import start_admin
 from .config import GatewayConfig
 from .metrics import BUCKETS, GatewayMetrics
 from .proxy import ClientProtocol
+from .redirect import RedirectProtocol
 from .routes import Router
 from .tables.store import TableStore
+from .tunnel import Tunnel
 from .upstream import Pools, UpstreamConnection
 
 log = logging.getLogger("tether.gateway")
@@ -36,6 +39,7 @@ class Gateway:
     """Shared state of one gateway process (see module docstring)."""
 
     __slots__ = (
+        "_admin",
         "_no_route_codes",
         "_servers",
         "_tasks",
@@ -43,6 +47,8 @@ class Gateway:
         "_trusted",
         "accesslog",
         "admin_port",
+        "certs",
+        "certs_loaded",
         "clients",
         "clock",
         "config",
@@ -58,6 +64,8 @@ class Gateway:
         "stopped",
         "stopping",
         "store",
+        "tls_port",
+        "tunnels",
         "upstreams",
     )
 
@@ -76,6 +84,10 @@ class Gateway:
         self.accesslog = AccessLog(config.access_log)
         self.clients: set[ClientProtocol] = set()
         self.upstreams: set[UpstreamConnection] = set()
+        self.tunnels: set[Tunnel] = set()
+        self.metrics.open_tunnels = lambda: len(self.tunnels)
+        self.certs = None  # tls.certs.CertStore when a TLS listener is configured
+        self.certs_loaded = config.tls is None
         self.ejected: dict[str, float] = {}
         self.draining = False
         self.loaded = False
@@ -89,10 +101,12 @@ class Gateway:
         )
         self._trusted = config.trusted_proxies
         self._trust_cache: dict[str, bool] = {}
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.base_events.Server] = []  # traffic listeners
+        self._admin: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.stopped = asyncio.Event()
         self.port = 0
+        self.tls_port = 0
         self.admin_port = 0
 
     # -- helpers used by the protocols -------------------------------------------------
@@ -204,7 +218,7 @@ class Gateway:
     def tables_loaded(self) -> None:
         """The table source completed its first full load."""
         self.loaded = True
-        self.metrics.ready = True
+        self.metrics.ready = self.certs_loaded
         # Everything alive now (modules, tables) lives for the process: keep the cyclic GC
         # from re-traversing it, and collect young objects less often. Per-request objects
         # are acyclic and freed by reference counting; cycle collection measured ~12 % of CPU.
@@ -218,7 +232,13 @@ class Gateway:
             return "shutting down"
         if not self.loaded:
             return "tables not loaded yet"
+        if not self.certs_loaded:
+            return "TLS certificates not loaded yet"
         return None
+
+    def _certs_loaded(self) -> None:
+        self.certs_loaded = True
+        self.metrics.ready = self.loaded
 
     def _connection_counts(self) -> dict[str, int]:
         idle = self.pools.count()
@@ -229,8 +249,9 @@ class Gateway:
     async def start(self) -> None:
         """Bind the listeners and start the sweeper and the table source."""
         cfg = self.config
+        plain = RedirectProtocol if cfg.https_redirect_port > 0 else ClientProtocol
         server = await self.loop.create_server(
-            lambda: ClientProtocol(self),
+            lambda: plain(self),
             cfg.listen_host,
             cfg.listen_port,
             backlog=cfg.backlog,
@@ -238,12 +259,49 @@ class Gateway:
         )
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
+        if cfg.tls is not None:
+            await self._start_tls()
         if cfg.admin_port >= 0 and cfg.admin_host:
-            admin = await start_admin(self, cfg.admin_host, cfg.admin_port)
-            self._servers.append(admin)
-            self.admin_port = admin.sockets[0].getsockname()[1]
+            self._admin = await start_admin(self, cfg.admin_host, cfg.admin_port)
+            self.admin_port = self._admin.sockets[0].getsockname()[1]
         self._tasks.append(self.loop.create_task(self._sweep()))
         self._tasks.append(self.loop.create_task(self._tables()))
+
+    async def _start_tls(self) -> None:
+        from .tls.certs import CertStore
+
+        cfg = self.config
+        tls = cfg.tls
+        self.certs = CertStore(tls.min_version, tls.secrets, self._cert_error)
+        self.metrics.certificates = self.certs.expiry
+        server = await self.loop.create_server(
+            lambda: ClientProtocol(self, True),
+            tls.listen_host,
+            tls.listen_port,
+            ssl=self.certs.server_context(),
+            ssl_handshake_timeout=cfg.header_timeout,  # a slow handshake is a slow head
+            ssl_shutdown_timeout=min(5.0, cfg.drain_timeout),
+            backlog=cfg.backlog,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        self.tls_port = server.sockets[0].getsockname()[1]
+        self._tasks.append(self.loop.create_task(self._certificates()))
+
+    def _cert_error(self, name: str, why: str) -> None:
+        self.metrics.tls_load_errors[name] += 1
+
+    async def _certificates(self) -> None:
+        from .tls.sources import watch_certificates
+
+        try:
+            await watch_certificates(
+                self.config.tls, self.certs, self.config.poll_interval, self._certs_loaded
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("TLS certificate source failed; the gateway keeps its certificates")
 
     async def _tables(self) -> None:
         cfg = self.config
@@ -278,6 +336,10 @@ class Gateway:
             for conn in list(self.upstreams):
                 if conn.ex is not None and conn.deadline < now and not conn.rpaused:
                     _upstream_timeout(conn)
+            if self.tunnels:
+                idle = self.config.tunnel_idle_timeout
+                for tunnel in list(self.tunnels):
+                    tunnel.sweep(now, idle)
             self.pools.expire(now)
             if self.ejected:
                 for key in [k for k, until in self.ejected.items() if until < now]:
@@ -292,19 +354,26 @@ class Gateway:
         cfg = self.config
         if cfg.shutdown_delay > 0:
             await asyncio.sleep(cfg.shutdown_delay)
-        for server in self._servers[:1]:
+        for server in self._servers:
             server.close()
         self.draining = True
         for client in list(self.clients):
             if client.active is None and client.cur is None:
                 client.transport.close()
         deadline = self.now() + cfg.drain_timeout
-        while self.clients and self.now() < deadline:
+        while (self.clients or self.tunnels) and self.now() < deadline:
             await asyncio.sleep(0.02)
+        for tunnel in list(self.tunnels):
+            tunnel.close("shutdown")  # what is buffered is sent, then FIN both ways
         for client in list(self.clients):
             client.transport.abort()
-        for server in self._servers[1:]:
-            server.close()
+        flushed = self.now() + min(2.0, max(cfg.drain_timeout, 0.1))
+        while self.tunnels and self.now() < flushed:
+            await asyncio.sleep(0.02)
+        for tunnel in list(self.tunnels):
+            tunnel.abort("shutdown")
+        if self._admin is not None:
+            self._admin.close()
         for task in self._tasks:
             task.cancel()
         self.pools.close_all()
@@ -329,7 +398,9 @@ async def serve(config: GatewayConfig) -> int:
     """Run a gateway until SIGTERM/SIGINT, then drain; returns the exit code."""
     gw = Gateway(config)
     await gw.start()
-    log.info("gateway listening on %s:%d (admin %d)", config.listen_host, gw.port, gw.admin_port)
+    tls = f", TLS {config.tls.listen_host}:{gw.tls_port}" if config.tls is not None else ""
+    log.info("gateway listening on %s:%d (admin %d%s)", config.listen_host, gw.port,
+             gw.admin_port, tls)  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: loop.create_task(gw.shutdown()))

@@ -21,10 +21,11 @@ import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from .flow import HOLD_UPSTREAM
 from .http import F_CHUNKED, F_LENGTH, F_TE, response_head, strip_response_hop_headers
+from .tunnel import open_tunnel
 from .wire import MAX_RESPONSE_HEAD, scan_response
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         "reset_parser",
         "reused",
         "rpaused",
+        "switch",
         "target",
         "transport",
     )
@@ -87,6 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.reused = False
         self.rpaused = False  # reading paused because the client could not keep up
+        self.switch: bytes | None = None  # a 101 head for the client: the tunnel follows
 
     # -- transport callbacks -------------------------------------------------------------
 
@@ -212,6 +215,13 @@ class UpstreamConnection(asyncio.Protocol):
         out = self.out = []
         try:
             self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:  # llhttp stops after the 101 head on_headers_complete took
+            out.append(self.switch)
+            self.switch = None
+            self.ex = None
+            self.gw.upstreams.discard(self)
+            open_tunnel(self.gw, ex, self, b"".join(out), data[exc.args[0] :])
+            return
         except (HttpParserError, _Abort) as exc:
             if not self.done:
                 cause = exc.__context__ if isinstance(exc.__context__, _Abort) else exc
@@ -298,7 +308,12 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.ex
         if status < 200:
             if status == 101:
-                raise _Abort("101 Switching Protocols without an upgrade request")
+                self.switch = _switching(self.parser, ex, head)
+                self.head_wait = False
+                self.hbuf = b""
+                self.mode = M_LENGTH
+                ex.status = 101
+                return
             self.info = True
             if not ex.http10:
                 self.out.append(strip_response_hop_headers(head)[0])
@@ -352,6 +367,23 @@ class UpstreamConnection(asyncio.Protocol):
             self.out.append(b"0\r\n\r\n")
         self.keep = self.parser.should_keep_alive()  # only valid inside the callback
         self.done = True
+
+
+def _switching(parser, ex: Exchange, head: bytes) -> bytes:
+    """The client's copy of a 101 head that may switch protocols; _Abort if it may not: the
+    request offered no Upgrade the gateway forwards, or the head lacks Upgrade and
+    ``Connection: upgrade`` (RFC 9110 §7.8)."""
+    if ex.upgrade is None:
+        raise _Abort("101 Switching Protocols without an upgrade request")
+    if not parser.should_upgrade():
+        raise _Abort("101 Switching Protocols without Upgrade and Connection: upgrade")
+    low = head.lower()
+    i = low.find(b"\r\nupgrade:")
+    value = head[i + 10 : head.index(b"\r\n", i + 2)].strip()
+    extra = b"connection: upgrade\r\nupgrade: " + value + b"\r\n"
+    if ex.set_cookie is not None:
+        extra += b"set-cookie: " + ex.set_cookie + b"\r\n"
+    return strip_response_hop_headers(head)[0][:-2] + extra + b"\r\n"
 
 
 def _extra(ex: Exchange, draining: bool) -> bytes:

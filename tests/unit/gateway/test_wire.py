@@ -146,9 +146,9 @@ def _values(headers, name: bytes) -> list[bytes]:
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(requests(), st.booleans(), st.sampled_from([40, 4096]))
-@example((b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 0), True, 4096)
-def test_request_native_equals_reference_and_llhttp(case, trusted, limit):
+@given(requests(), st.integers(0, 3), st.sampled_from([40, 4096]))
+@example((b"GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 0), 1, 4096)
+def test_request_native_equals_reference_and_llhttp(case, trusted, limit):  # trusted: the mode
     buf, start = case
     native = wire.scan_request(buf, start, PEER, trusted, limit)
     assert native == reference.scan_request(buf, start, PEER, trusted, limit)
@@ -177,7 +177,8 @@ def test_request_native_equals_reference_and_llhttp(case, trusted, limit):
             b"proxy-authenticate", b"x-forwarded-for", b"x-forwarded-proto"}  # fmt: skip
     kept = [(n, v) for n, v in rec.headers if n not in gone]
     proto = _values(rec.headers, b"x-forwarded-proto")
-    want_proto = proto[-1] if trusted and proto and proto[-1] else b"http"
+    https = b"https" if trusted & 2 else b"http"  # mode 2: the TLS listener
+    want_proto = proto[-1] if trusted & 1 and proto and proto[-1] else https
     fwd = PEER if xff is None else xff + b", " + PEER
     assert up.headers == [*kept, (b"x-forwarded-for", fwd), (b"x-forwarded-proto", want_proto)]
     assert wire.header_values(buf, start, end, b"cookie") == list(cookies)

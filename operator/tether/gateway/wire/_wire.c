@@ -2,7 +2,7 @@
  * Native head fast path for tether's gateway: exactly wire/reference.py (the unit tests hold
  * the two equal on random heads, and hold every head accepted here to llhttp's reading).
  *
- * scan_request(buf, start, peer, trusted, limit)
+ * scan_request(buf, start, peer, mode, limit)   (mode: 1 trusted peer | 2 https listener)
  *     -> (end, head, method, path, host, cookies, xff, flags, clen) | None
  * scan_response(buf, extra, head_request) -> (out, status, body, left, keep) | None
  * header_values(buf, start, end, lname) -> list[bytes]
@@ -296,10 +296,10 @@ static char *copy_kept(char *o, const char *from, const char *stop, const span *
 }
 
 PyObject *wire_request_head(const request_head *r, const char *peer, Py_ssize_t peerlen,
-                            int trusted) {
-    int own_proto = trusted && r->xfp != NULL && r->xfplen > 0;
-    const char *proto = own_proto ? r->xfp : "http";
-    Py_ssize_t protolen = own_proto ? r->xfplen : 4;
+                            int mode) {
+    int own_proto = (mode & WIRE_TRUSTED) && r->xfp != NULL && r->xfplen > 0;
+    const char *proto = own_proto ? r->xfp : (mode & WIRE_HTTPS) ? "https" : "http";
+    Py_ssize_t protolen = own_proto ? r->xfplen : (mode & WIRE_HTTPS) ? 5 : 4;
     /* kept lines; then "x-forwarded-for: " [xff ", "] peer CRLF "x-forwarded-proto: " .. */
     Py_ssize_t size = (r->last + 2 - r->s) - r->dropped + 17 +
                       (r->nxff ? r->xfflen + 2 : 0) + peerlen + 21 + protolen + 4;
@@ -513,7 +513,7 @@ static PyObject *tuple_of(PyObject **items, int n) {
 
 static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "scan_request(buf, start, peer, trusted, limit)");
+        PyErr_SetString(PyExc_TypeError, "scan_request(buf, start, peer, mode, limit)");
         return NULL;
     }
     /* one at a time: each conversion may run Python code, never with an exception set */
@@ -525,8 +525,8 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (limit == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    int trusted = PyObject_IsTrue(args[3]);
-    if (trusted < 0) {
+    long mode = PyLong_AsLong(args[3]);
+    if (mode == -1 && PyErr_Occurred()) {
         return NULL;
     }
     request_head r;
@@ -536,7 +536,7 @@ static PyObject *scan_request(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     PyObject *items[9] = {
         PyLong_FromSsize_t(r.end),
-        wire_request_head(&r, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]), trusted),
+        wire_request_head(&r, PyBytes_AS_STRING(args[2]), PyBytes_GET_SIZE(args[2]), (int)mode),
         wire_request_method(&r),
         PyBytes_FromStringAndSize(r.target, r.tlen),
         PyBytes_FromStringAndSize(r.host, r.hostlen),

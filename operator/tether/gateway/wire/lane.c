@@ -37,7 +37,7 @@ static struct lane {
     Py_ssize_t p_idle, a_buf, a_enabled, a_size;
     /* ClientProtocol */
     Py_ssize_t c_active, c_body_ex, c_body_left, c_boundary, c_closed, c_cur, c_deadline, c_gw,
-        c_ignore, c_max_head, c_peer_ip, c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused,
+        c_ignore, c_max_head, c_peer_ip, c_peer_ip_b, c_peer_trusted, c_queue, c_read_paused, c_scan_mode,
         c_stalled, c_stash, c_transport, c_wpaused;
     /* Exchange: every slot (template copy), then the ones set here */
     Py_ssize_t x_all[MAX_EX_SLOTS];
@@ -207,14 +207,14 @@ static PyObject *new_exchange(PyObject *client, PyObject *data, Py_ssize_t start
         SLOT(ex, L.x_all[i]) = v;
     }
     PyObject *peer_b = SLOT(client, L.c_peer_ip_b);
-    int trusted = truth(SLOT(client, L.c_peer_trusted));
-    if (trusted < 0 || peer_b == NULL || !PyBytes_Check(peer_b)) {
+    long mode = PyLong_AsLong(SLOT(client, L.c_scan_mode)); /* ClientProtocol.scan_mode */
+    if ((mode == -1 && PyErr_Occurred()) || peer_b == NULL || !PyBytes_Check(peer_b)) {
         goto fail;
     }
     set(ex, L.x_client, client);
     set(ex, L.x_remote_ip, SLOT(client, L.c_peer_ip));
     PyObject *head = wire_request_head(r, PyBytes_AS_STRING(peer_b), PyBytes_GET_SIZE(peer_b),
-                                       trusted);
+                                       (int)mode);
     if (set_new(ex, L.x_head, head) < 0) {
         goto fail;
     }
@@ -812,8 +812,9 @@ out:
 
 /* UpstreamConnection._finish. */
 static int lane_finish(PyObject *conn, PyObject *ex) {
+    PyObject *client = SLOT(ex, L.x_client);
     int reset = truth(SLOT(conn, L.u_reset_parser));
-    if (reset != 0) {
+    if (reset != 0 || client == NULL || Py_TYPE(client) != L.client_t) { /* a subclass: Python */
         return reset < 0 ? -1 : done(call1(conn, S_finish, ex));
     }
     int keep = truth(SLOT(conn, L.u_keep));
@@ -861,11 +862,6 @@ static int lane_finish(PyObject *conn, PyObject *ex) {
         if (closed < 0) {
             goto out;
         }
-    }
-    PyObject *client = SLOT(ex, L.x_client);
-    if (client == NULL || Py_TYPE(client) != L.client_t) {
-        PyErr_SetString(PyExc_TypeError, "gateway lane: exchange client");
-        goto out;
     }
     Py_INCREF(client);
     rc = lane_end(client, ex, raw_close);
@@ -1128,6 +1124,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(ct, c_peer_trusted, "peer_trusted");
     OFF(ct, c_queue, "queue");
     OFF(ct, c_read_paused, "read_paused");
+    OFF(ct, c_scan_mode, "scan_mode");
     OFF(ct, c_stalled, "stalled");
     OFF(ct, c_stash, "stash");
     OFF(ct, c_transport, "transport");

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 F_KEEP_ALIVE = 1  # llhttp's should_keep_alive() for this request
 F_HTTP10 = 2  # the request line says HTTP/1.0
+WIRE_TRUSTED = 1  # scan mode: the peer is a trusted proxy (its X-Forwarded-Proto is kept)
+WIRE_HTTPS = 2  # scan mode: the connection came through the TLS listener
 
 METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE")
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -84,7 +86,7 @@ def _content_length_once(seen: int, value: bytes) -> int | None:
     return int(value)
 
 
-def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int):
+def scan_request(buf: bytes, start: int, peer: bytes, mode: int, limit: int):
     """Fast-path view of the request head at ``buf[start:]``, or None (not for the fast path:
     llhttp decides, including when the head is not complete yet or longer than ``limit``).
 
@@ -93,7 +95,8 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     next message starts at ``end``); ``head`` is what
     goes upstream: the original bytes minus hop-by-hop and X-Forwarded-* lines, the version
     forced to HTTP/1.1, then ``x-forwarded-for: [<xff>, ]<peer>`` and ``x-forwarded-proto``
-    (the client's value only when ``trusted`` and non-empty, else ``http``). ``host`` is the
+    (the client's value only when ``mode & WIRE_TRUSTED`` and non-empty, else ``https`` when
+    ``mode & WIRE_HTTPS``, else ``http``). ``host`` is the
     Host value or None; ``cookies`` a tuple of Cookie values; ``xff`` the client's
     X-Forwarded-For values joined with ``", "`` or None; ``flags`` F_KEEP_ALIVE | F_HTTP10.
     """
@@ -162,7 +165,8 @@ def scan_request(buf: bytes, start: int, peer: bytes, trusted: bool, limit: int)
     out.append(_XFF)
     if xff is not None:
         out.append(xff + b", ")
-    out += (peer, _XFP, xfp if (trusted and xfp) else b"http", b"\r\n\r\n")
+    proto = xfp if (mode & WIRE_TRUSTED and xfp) else b"https" if mode & WIRE_HTTPS else b"http"
+    out += (peer, _XFP, proto, b"\r\n\r\n")
     keep = conn == b"keep-alive" if http10 else conn != b"close"
     flags = (F_KEEP_ALIVE if keep else 0) | (F_HTTP10 if http10 else 0)
     out = b"".join(out)

@@ -10,6 +10,8 @@
 
 #define F_KEEP_ALIVE 1
 #define F_HTTP10 2
+#define WIRE_TRUSTED 1 /* scan mode: the peer is a trusted proxy (its X-Forwarded-Proto is kept) */
+#define WIRE_HTTPS 2   /* scan mode: the TLS listener (X-Forwarded-Proto: https) */
 #define MAX_SPANS 64 /* dropped lines / cookie / xff values per head; more → not fast */
 #define N_METHODS 8
 
@@ -63,7 +65,7 @@ int wire_parse_request(const char *buf, Py_ssize_t len, Py_ssize_t start, Py_ssi
 int wire_parse_response(const char *buf, Py_ssize_t len, int head_request, response_head *r);
 
 PyObject *wire_request_head(const request_head *r, const char *peer, Py_ssize_t peerlen,
-                            int trusted);
+                            int mode);
 PyObject *wire_request_cookies(const request_head *r);
 PyObject *wire_request_xff(const request_head *r);
 PyObject *wire_request_method(const request_head *r); /* new reference to a cached bytes */

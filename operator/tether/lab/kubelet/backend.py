@@ -1,6 +1,8 @@
 """The default pod backend: an HTTP/1.1 server (asyncio + httptools) on podIP:port.
 
 Keep-alive and pipelining are supported; responses on one connection go out in request order.
+A WebSocket upgrade request is accepted on any path: the pod greets with its name, then echoes
+every message (websocket.py); any other upgrade gets 400.
 `stop(grace)` is a graceful shutdown: the listening socket closes at once (new connections are
 refused), idle connections close, busy ones finish their in-flight requests and then close;
 whatever is still open when the grace period ends is aborted.
@@ -15,6 +17,7 @@ from http import HTTPStatus
 import httptools
 
 from tether.lab.kubelet.httpbin import Pod, Request, Response, handle
+from tether.lab.kubelet.websocket import Echo, is_websocket
 
 
 def _reason(code: int) -> str:
@@ -54,6 +57,8 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         self._body = bytearray()
+        self.upgrade: Request | None = None  # an upgrade request llhttp stopped after
+        self.ws: Echo | None = None  # the connection became a WebSocket
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -67,10 +72,21 @@ class _Connection(asyncio.Protocol):
             self.worker.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self._ws_write(self.ws.feed(data))
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reply_now(Response(400, b"upgrades are not supported\n", "text/plain"), False)
+        except httptools.HttpParserUpgrade as exc:
+            req = self.upgrade
+            if req is None or not is_websocket(req) or self.pending:
+                self._reply_now(Response(400, b"only WebSocket upgrades\n", "text/plain"), False)
+                return
+            self.ws = Echo(req, self.server.pod)
+            self.server.served += 1
+            self._ws_write(self.ws.pending())
+            if exc.args[0] < len(data):
+                self._ws_write(self.ws.feed(data[exc.args[0] :]))
         except httptools.HttpParserError:
             self._reply_now(Response(400, b"bad request\n", "text/plain"), False)
 
@@ -93,12 +109,23 @@ class _Connection(asyncio.Protocol):
         method = self.parser.get_method().decode()
         req = Request(method, self._url.decode("latin-1"), self._headers, bytes(self._body),
                       self.peer, self.server.port)  # fmt: skip
+        if self.parser.should_upgrade():  # answered when llhttp stops after it
+            self.upgrade = req
+            return
         self.pending.append(req)
         self.keep.append(self.parser.should_keep_alive())
         if self.worker is None or self.worker.done():
             self.worker = asyncio.get_running_loop().create_task(self._work())
 
     # answering
+    def _ws_write(self, out: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if out:
+            self.transport.write(out)
+        if self.ws.done():
+            self.transport.close()
+
     def busy(self) -> bool:
         return self.partial or bool(self.pending)
 
@@ -146,6 +173,9 @@ class _Connection(asyncio.Protocol):
     def shut(self) -> None:
         """Close now if idle, else after the in-flight requests are answered."""
         self.closing = True
+        if self.ws is not None:
+            self._ws_write(self.ws.going_away())
+            return
         if not self.busy() and self.transport:
             self.transport.close()
 

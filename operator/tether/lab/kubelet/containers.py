@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from tether.lab import procs
 from tether.lab.kubelet import probes
-from tether.lab.kubelet.backend import Backend
 from tether.lab.kubelet.env import ConfigError
 from tether.lab.kubelet.httpbin import Pod
+from tether.lab.kubelet.socketio_app import backend_for
 from tether.lab.kubelet.status import ContainerState, now, terminated
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class BackendContainer(Container):
         if adopt_only:
             return
         pod = Pod(self.w.name, self.w.namespace, self.w.ip)
-        self.servers = [Backend(pod, port) for port in self.ports()]
+        self.servers = [backend_for(self.spec, pod, port) for port in self.ports()]
         self.state.container_id = f"lab://{self.w.uid}/{self.name}"
         while not self.stopping:
             try:
@@ -131,7 +131,8 @@ class BackendContainer(Container):
         if self.stopping:
             return
         where = ", ".join(f"{self.w.ip}:{s.port}" for s in self.servers)
-        self.w.write_log(self.name, self.state.restart_count, f"httpbin backend serving on {where}")
+        kind = getattr(self.servers[0], "kind", "httpbin") if self.servers else "httpbin"
+        self.w.write_log(self.name, self.state.restart_count, f"{kind} backend serving on {where}")
         self._now_running()
 
     async def stop(self, grace: float) -> None:
