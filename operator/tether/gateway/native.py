@@ -4,6 +4,12 @@
 ``disable()`` restores the Python methods, which stay complete on their own (the reference
 the unit tests also run). The lane is on by default when the extension is built; set
 ``TETHER_GATEWAY_NATIVE=0`` to run the pure-Python gateway.
+
+Route binding costs nothing per table change: ``lane_bind`` resolves the classes' slot offsets
+once per process, and the lane keeps no state per route. For each request it reads
+``gateway.router`` and that Router's Host cache (``Router._cache``). A table swap installs a
+new Router whose cache starts empty, so the first request for each Host after a swap takes
+Python's ``_dispatch``, which fills the cache. Both paths then pick from the same Route objects.
 """
 
 from __future__ import annotations

@@ -1,25 +1,15 @@
-"""Routes: one per published table (service port), and the Host → route index (DESIGN §3.4).
+"""Routes: one per published table (service port): its targets, hash key and chooser.
 
-Host forms accepted for Service ``name`` in namespace ``ns``: ``name``, ``name.ns``,
-``name.ns.svc``, ``name.ns.svc.<cluster-domain>``, each optionally with ``:port``.
-- ``:port`` equal to a published Service port selects that port's table; no port, or a port
-  that is not published for the Service (e.g. the gateway's own port), selects the Service's
-  lowest published port.
-- A bare ``name`` resolves to the home namespace's Service if there is one, else to the only
-  Service of that name; a bare name shared by several other namespaces does not resolve.
-- Any other Host takes the default route: ``--default-service ns/name[:port]`` if given, else
-  the only published Service when exactly one is published, else none (404 "no route").
-- Subset tables are not Host-routable (only a VirtualService could select them); they are kept
-  for observability only.
+The Host → route index (DESIGN §3.4) is ``router.Router``, re-exported here.
 
-Invariant: a ``Router`` is immutable once built; the gateway swaps the whole object.
+Invariant: a ``Route`` is built from one document (off the event loop) and never rebuilt;
+its table does not change once it is live. The Host index over the routes is ``router``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
 
 from xxhash import xxh64_intdigest
 
@@ -28,9 +18,12 @@ from tether.hashing.keys.config import key_from_model
 from tether.hashing.keys.parse import cookie_needle, scan_cookie
 from tether.models.table import TableDocument, TableDocumentError
 
+from .accesslog import fragment
 from .exchange import NOT_FORWARDED
-from .http import split_host_port
 from .lookup import bounded, build_chooser, ready_endpoints
+from .router import Router
+
+__all__ = ["Route", "Router", "Target", "build_route"]
 
 log = logging.getLogger("tether.gateway")
 
@@ -55,7 +48,7 @@ class Target:
         self.weight = weight
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.codes: dict[int, int] = {}  # replaced by the gateway's live metrics dict
-        self.log_fragment = ""  # access-log JSON members, set by the gateway on swap
+        self.log_fragment = ""  # access-log JSON members (upstream, pod, route, affinity)
 
 
 def _smooth_schedule(weights: list[int]) -> list[int]:
@@ -82,6 +75,7 @@ class Route:
 
     __slots__ = (
         "active",
+        "authorities",
         "chooser",
         "doc",
         "hist",
@@ -151,6 +145,9 @@ class Route:
             )
             self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
+        self.authorities = frozenset(t.authority for t in self.targets)
+        for target in self.targets:
+            target.log_fragment = fragment(target.authority, target.pod, self.key, self.kind)
         self._lane_hints()
 
     def _lane_hints(self) -> None:
@@ -313,72 +310,6 @@ def _key_text(key, request) -> str | None:
     if isinstance(v, bytes):
         v = v.decode("latin-1")
     return v or None
-
-
-class Router:
-    """Immutable Host → Route index plus the default route; built from table documents."""
-
-    __slots__ = ("_cache", "by_key", "default", "hosts", "routes")
-
-    def __init__(
-        self,
-        routes: Iterable[Route],
-        *,
-        cluster_domain: str = "cluster.local",
-        home_namespace: str = "default",
-        default_service: tuple[str, str, int | None] | None = None,
-    ) -> None:
-        self.routes = [r for r in routes]
-        self.by_key = {r.key: r for r in self.routes}
-        services: dict[tuple[str, str], dict[int, Route]] = {}
-        for r in self.routes:
-            if r.doc.subset:
-                continue
-            svc = r.doc.service
-            services.setdefault((svc.namespace, svc.name), {})[svc.port] = r
-        self.hosts: dict[bytes, dict[int, Route]] = {}
-        bare: dict[str, list[str]] = {}
-        for (ns, name), ports in sorted(services.items()):
-            for form in (f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.{cluster_domain}"):
-                self.hosts[form.encode()] = ports
-            bare.setdefault(name, []).append(ns)
-        for name, namespaces in bare.items():
-            if home_namespace in namespaces:
-                self.hosts[name.encode()] = services[(home_namespace, name)]
-            elif len(namespaces) == 1:
-                self.hosts[name.encode()] = services[(namespaces[0], name)]
-        self.default: Route | None = None
-        if default_service is not None:
-            ns, name, port = default_service
-            self.default = self._port_choice(services.get((ns, name)), port)
-        elif len(services) == 1:
-            self.default = self._port_choice(next(iter(services.values())), None)
-        self._cache: dict[bytes, Route | None] = {}
-
-    @staticmethod
-    def _port_choice(ports: dict[int, Route] | None, port: int | None) -> Route | None:
-        if not ports:
-            return None
-        if port is not None and port in ports:
-            return ports[port]
-        return ports[min(ports)]
-
-    def lookup(self, host: bytes | None) -> Route | None:
-        """Route for a Host header value (None → default route); None when nothing matches."""
-        if host is None:
-            return self.default
-        cache = self._cache
-        try:
-            return cache[host]
-        except KeyError:
-            pass
-        name, port = split_host_port(host)
-        ports = self.hosts.get(name)
-        route = self._port_choice(ports, port) if ports else self.default
-        if len(cache) > 4096:
-            cache.clear()
-        cache[host] = route
-        return route
 
 
 def build_route(doc: TableDocument) -> Route:

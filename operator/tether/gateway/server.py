@@ -197,19 +197,21 @@ class Gateway:
         )  # fmt: skip
 
     def swap(self, router: Router) -> None:
-        """Install a new routing table set atomically; close idle connections it no longer uses."""
+        """Install a new routing table set atomically; close idle connections it no longer uses.
+
+        O(routes changed): only the routes new in ``router`` are bound to their metrics.
+        """
         metrics = self.metrics
-        for route in router.routes:  # counters live in metrics: monotonic across swaps
+        for route in router.added:  # counters live in metrics: monotonic across swaps
             route.hist = metrics.histogram(route.key)
             route.local_codes = metrics.codes(route.key, "")
             for target in route.targets:
                 target.codes = metrics.codes(route.key, target.authority)
-                target.log_fragment = fragment(target.authority, target.pod, route.key, route.kind)
         self.router = router
-        self.metrics.table_swapped(len(router.routes))
-        keep = {t.authority for r in router.routes for t in r.targets}
-        self.pools.expire(self.now(), keep=keep)
-        log.info("tables: generation %d, %d routes", self.metrics.table_generation, len(keep))
+        self.metrics.table_swapped(len(router))
+        if router.gone:
+            self.pools.expire(self.now(), keep=router.authorities)
+        log.info("tables: generation %d, %d routes", self.metrics.table_generation, len(router))
 
     def _table_error(self, source: str, why: str) -> None:
         self.metrics.table_load_errors[source] += 1

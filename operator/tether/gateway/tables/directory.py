@@ -8,8 +8,10 @@ Invariants:
 - Only regular files of at most ``MAX_TABLE_BYTES`` are read. FIFOs, devices, sockets,
   directories and symlinks that resolve outside the directory are skipped (and logged once);
   symlinks inside it are followed (a mounted ConfigMap is a tree of them).
-- The event loop never waits on the file system: listing, stat and reads run in a worker
-  thread, and a file is opened non-blocking only after stat said it is a regular file.
+- The event loop never waits on the file system or on a big table: listing, stat, reads and
+  building the routes run in the table worker thread (``worker``), one file at a time (only one
+  file's bytes are held at once), and a file is opened non-blocking only after stat said it is
+  a regular file. Scans never overlap: the next starts ``interval`` after the last one settled.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import asyncio
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .store import TableStore
+from .worker import Emit, TableWorker
 
 log = logging.getLogger("tether.gateway.tables")
 
@@ -52,8 +55,8 @@ def read_table_file(full: str, root: str, cap: int = MAX_TABLE_BYTES) -> tuple[S
         if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
             raise Skipped("changed while being read")
         chunks, size = [], 0
-        while size <= cap:
-            chunk = os.read(fd, cap + 1 - size)
+        while size <= cap:  # ask for what stat said (+1 to see growth), not a whole cap
+            chunk = os.read(fd, min(cap, max(st.st_size, size)) + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -65,13 +68,14 @@ def read_table_file(full: str, root: str, cap: int = MAX_TABLE_BYTES) -> tuple[S
     return (st.st_ino, st.st_mtime_ns, st.st_size), b"".join(chunks)
 
 
-def scan_files(
+def iter_scan(
     path: str, seen: dict[str, Stamp], skipped: dict[str, str]
-) -> tuple[list[str], dict[str, bytes]] | None:
-    """One pass over ``path`` (blocking: run it in a thread): (names gone, {name: new bytes}).
+) -> Iterator[tuple[str, bytes | None]] | None:
+    """One pass over ``path`` (blocking: run it in a thread), lazily: (name, new bytes) for each
+    file read, (name, None) for each entry gone; None when the directory cannot be listed.
 
-    ``seen`` holds the stamps of the files read so far and is updated; ``skipped`` the entries
-    refused and why (each reason logged once). None when the directory cannot be listed.
+    ``seen`` holds the stamps of the files read so far and is updated as the iterator runs;
+    ``skipped`` the entries refused and why (each reason logged once).
     """
     try:
         root = os.path.realpath(path)
@@ -79,10 +83,14 @@ def scan_files(
     except OSError as exc:
         log.warning("cannot list table directory %s: %s", path, exc)
         return None
-    gone = [n for n in seen if n not in names]
-    for name in gone:
+    return _scan(root, names, seen, skipped)
+
+
+def _scan(root: str, names: list[str], seen: dict[str, Stamp], skipped: dict[str, str]):
+    listed = set(names)
+    for name in [n for n in seen if n not in listed]:
         del seen[name]
-    changed: dict[str, bytes] = {}
+        yield name, None
     for name in names:
         full = os.path.join(root, name)
         try:
@@ -96,45 +104,65 @@ def scan_files(
             skipped[name] = str(exc)
             if name in seen:  # it was a table before: it is one no longer
                 del seen[name]
-                gone.append(name)
+                yield name, None
             continue
         except OSError as exc:
             log.warning("cannot read table %s: %s", full, exc)
             continue
         skipped.pop(name, None)
         seen[name] = stamp
-        changed[name] = text
+        yield name, text
+
+
+def scan_files(
+    path: str, seen: dict[str, Stamp], skipped: dict[str, str]
+) -> tuple[list[str], dict[str, bytes]] | None:
+    """``iter_scan`` collected: (names gone, {name: new bytes}); None when unlistable."""
+    found = iter_scan(path, seen, skipped)
+    if found is None:
+        return None
+    gone: list[str] = []
+    changed: dict[str, bytes] = {}
+    for name, text in found:
+        if text is None:
+            gone.append(name)
+        else:
+            changed[name] = text
     return gone, changed
 
 
-def scan_once(path: str, store: TableStore, seen: dict[str, Stamp]) -> bool | None:
-    """``scan_files`` applied to ``store``; True if any route changed, None if unlistable."""
-    result = scan_files(path, seen, {})
-    return None if result is None else _apply(store, *result)
+def _scan_job(store: TableStore, path: str, seen, skipped, listed: list[bool]):
+    """A worker job: scan ``path`` and prepare every file as it is read."""
 
+    def job(emit: Emit) -> None:
+        found = iter_scan(path, seen, skipped)
+        listed[0] = found is not None
+        for name, text in found or ():
+            emit(name, store.forget(name) if text is None else store.prepare(name, text))
 
-def _apply(store: TableStore, gone: list[str], changed: dict[str, bytes]) -> bool:
-    any_change = False
-    for name in gone:
-        any_change |= store.remove(name)
-    for name, text in changed.items():
-        any_change |= store.apply(name, text)
-    return any_change
+    return job
 
 
 async def watch_directory(
     path: str, store: TableStore, interval: float, on_loaded: Callable[[], None]
 ) -> None:
-    """Poll ``path`` forever; publish after every change; call ``on_loaded`` after scan one."""
+    """Poll ``path`` forever; publish after every change; call ``on_loaded`` once the first
+    complete scan is applied and published."""
+    worker = TableWorker(store, asyncio.get_running_loop())
     seen: dict[str, Stamp] = {}
     skipped: dict[str, str] = {}
-    while (result := await asyncio.to_thread(scan_files, path, seen, skipped)) is None:
-        await asyncio.sleep(interval)  # not ready until the directory is readable
-    _apply(store, *result)
-    store.publish(force=True)
-    on_loaded()
-    while True:
-        await asyncio.sleep(interval)
-        result = await asyncio.to_thread(scan_files, path, seen, skipped)
-        if result is not None and _apply(store, *result):
-            store.publish()
+    listed = [False]
+    try:
+        while True:  # not ready until the directory is readable
+            await worker.settled(worker.submit(_scan_job(store, path, seen, skipped, listed)))
+            if listed[0]:
+                break
+            await asyncio.sleep(interval)
+        store.publish(force=not store.swaps)  # the first load always swaps once
+        worker.first_load_done()
+        on_loaded()
+        while True:
+            await asyncio.sleep(interval)
+            await worker.settled(worker.submit(_scan_job(store, path, seen, skipped, listed)))
+    finally:
+        worker.close()

@@ -1,13 +1,21 @@
 """Table documents from ConfigMaps: list + watch through the Kubernetes API (aiohttp).
 
-Protocol: ``GET /api/v1/namespaces/<ns>/configmaps?labelSelector=tether.dev/table=v1`` gives
-the items and a resourceVersion; ``...&watch=1&resourceVersion=<rv>&allowWatchBookmarks=true``
-then streams one JSON event per line. Invariants:
+Protocol: ``GET /api/v1/namespaces/<ns>/configmaps?labelSelector=tether.dev/table=v1&limit=L``
+gives the items page by page (``continue``) and a resourceVersion;
+``...&watch=1&resourceVersion=<rv>&allowWatchBookmarks=true`` then streams one JSON event per
+line. Invariants:
+- Pages are sized to about ``PAGE_BYTES`` (the limit follows the bytes per item seen), so no
+  single parse holds the GIL for long, and pages are parsed and applied in the table worker
+  thread (``worker``), in order with the watch events that follow them. A watch event is one
+  ConfigMap (at most 1 MiB), parsed on the loop; its table is built in the worker.
 - After every (re)list the store holds exactly the listed ConfigMaps (deleted ones vanish).
 - A watch that ends or breaks resumes from the last resourceVersion seen; ``410 Gone`` (as
-  HTTP status or as an ERROR event) forces a relist. Network errors back off exponentially
-  (0.5 s doubling to 30 s, with jitter) and never stop the loop.
-- ``on_loaded`` is called once, after the first complete list was applied.
+  HTTP status, as an ERROR event, or for an expired ``continue``) forces a relist. Network
+  errors back off exponentially (0.5 s doubling to 30 s, with jitter) and never stop the loop.
+- ``on_loaded`` is called once, after the first complete list was applied and published (the
+  watch already runs meanwhile; its events queue behind the list). A relist does not call it
+  again and does not make the gateway unready: it keeps routing by its last good tables while
+  the relisted ones are applied, and entries the relist lacks are removed at its end.
 Credentials come from ``$KUBECONFIG`` (or ~/.kube/config) or the in-cluster ServiceAccount,
 loaded with ``kubernetes.config`` only; all API traffic is this module's own.
 """
@@ -27,10 +35,14 @@ from urllib.parse import quote
 from tether.models.table import DATA_KEY, TABLE_LABEL, TABLE_LABEL_VALUE
 
 from .store import TableStore
+from .worker import Emit, TableWorker
 
 log = logging.getLogger("tether.gateway.tables")
 
 WATCH_TIMEOUT_SECONDS = 300
+PAGE_BYTES = 256 << 10  # target size of one list page
+PAGE_LIMITS = (10, 500)  # bounds of the items asked for per page (500: client-go's default)
+FIRST_LIMIT = 50  # before any table was seen: 50 × a 56 KB 65,537-slot table ≈ 2.8 MB
 
 
 @dataclass
@@ -98,6 +110,8 @@ class ConfigMapWatcher:
         self.on_loaded = on_loaded
         self.max_backoff = max_backoff
         self.loaded = False
+        self.limit = FIRST_LIMIT
+        self.worker: TableWorker | None = None
         selector = quote(f"{TABLE_LABEL}={TABLE_LABEL_VALUE}", safe="")
         self.url = f"{creds.host}/api/v1/namespaces/{namespace}/configmaps?labelSelector={selector}"
 
@@ -112,38 +126,64 @@ class ConfigMapWatcher:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=10, sock_read=WATCH_TIMEOUT_SECONDS + 30
         )
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            rv: str | None = None
-            backoff = 0.5
-            while True:
-                try:
-                    if rv is None:
-                        rv = await self._list(session)
-                    rv = await self._watch(session, rv)
-                    backoff = 0.5
-                except _Gone:
-                    log.info("watch resourceVersion expired; relisting")
-                    rv = None
-                except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
-                    log.warning("table watch error (%s); retrying in %.1fs", exc, backoff)
-                    await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
-                    backoff = min(backoff * 2, self.max_backoff)
+        self.worker = TableWorker(self.store, asyncio.get_running_loop())
+        ready: asyncio.Task | None = None
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                rv: str | None = None
+                backoff = 0.5
+                while True:
+                    try:
+                        if rv is None:
+                            rv = await self._list(session)
+                            if ready is None:
+                                ready = asyncio.create_task(self._loaded(self.worker.submit(_noop)))
+                        rv = await self._watch(session, rv)
+                        backoff = 0.5
+                    except _Gone:
+                        log.info("watch resourceVersion expired; relisting")
+                        rv = None
+                    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+                        log.warning("table watch error (%s); retrying in %.1fs", exc, backoff)
+                        await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
+                        backoff = min(backoff * 2, self.max_backoff)
+        finally:
+            if ready is not None:
+                ready.cancel()
+            self.worker.close()
+
+    async def _loaded(self, job: int) -> None:
+        await self.worker.settled(job)
+        self.store.publish(force=not self.store.swaps)  # the first load swaps once
+        self.worker.first_load_done()
+        self.loaded = True
+        self.on_loaded()
 
     async def _list(self, session) -> str:
-        async with session.get(self.url, headers=self._headers(), ssl=self.creds.ssl_context) as r:
-            if r.status != 200:
-                raise ValueError(f"list configmaps: HTTP {r.status}: {(await r.text())[:200]}")
-            body = await r.json()
-        entries = {
-            item["metadata"]["name"]: (item.get("data") or {}).get(DATA_KEY)
-            for item in body.get("items") or []
-        }
-        self.store.replace_all(entries)
-        self.store.publish(force=not self.loaded)
-        if not self.loaded:
-            self.loaded = True
-            self.on_loaded()
-        return body["metadata"]["resourceVersion"]
+        """Every page of the list, queued to the worker; returns the list's resourceVersion."""
+        names: set[str] = set()
+        token = ""
+        while True:
+            url = f"{self.url}&limit={self.limit}"
+            if token:
+                url += f"&continue={quote(token, safe='')}"
+            async with session.get(url, headers=self._headers(), ssl=self.creds.ssl_context) as r:
+                if r.status == 410:  # the continue token expired: start over
+                    raise _Gone()
+                if r.status != 200:
+                    raise ValueError(f"list configmaps: HTTP {r.status}: {(await r.text())[:200]}")
+                body = await r.read()
+            page = self.worker.loop.create_future()
+            self.worker.submit(_page_job(self.store, body, page))
+            meta, listed = await page
+            names.update(listed)
+            if listed:  # keep pages near PAGE_BYTES whatever the size of a table
+                per_item = max(1, len(body) // len(listed))
+                self.limit = min(max(PAGE_BYTES // per_item, PAGE_LIMITS[0]), PAGE_LIMITS[1])
+            token = meta.get("continue") or ""
+            if not token:
+                self.worker.retain(names)
+                return meta["resourceVersion"]
 
     async def _watch(self, session, rv: str) -> str:
         url = (
@@ -158,6 +198,7 @@ class ConfigMapWatcher:
             async for line in r.content:
                 if not line.strip():
                     continue
+                # one object per line, at most a ConfigMap (1 MiB): parsed here in about a ms
                 rv = self._event(json.loads(line)) or rv
         return rv
 
@@ -170,8 +211,41 @@ class ConfigMapWatcher:
             raise ValueError(f"watch error event: {obj.get('message')}")
         meta = obj.get("metadata") or {}
         if kind in ("ADDED", "MODIFIED"):
-            self.store.apply(meta["name"], (obj.get("data") or {}).get(DATA_KEY))
+            self.worker.apply(meta["name"], (obj.get("data") or {}).get(DATA_KEY))
         elif kind == "DELETED":
-            self.store.remove(meta["name"])
-        self.store.publish()
+            self.worker.remove(meta["name"])
         return meta.get("resourceVersion")
+
+
+def _noop(emit: Emit) -> None:
+    """A job that only marks a point in the worker's queue."""
+
+
+def _page_job(store: TableStore, body: bytes, page: asyncio.Future):
+    """A worker job: parse one list page, report (metadata, names) to ``page``, then prepare
+    its items in order."""
+    loop = page.get_loop()
+
+    def job(emit: Emit) -> None:
+        try:
+            parsed = json.loads(body)
+            items = parsed.get("items") or []
+            entries = [(i["metadata"]["name"], (i.get("data") or {}).get(DATA_KEY)) for i in items]
+            found = (parsed.get("metadata") or {}, [name for name, _ in entries])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            loop.call_soon_threadsafe(_settle, page, None, ValueError(f"list page: {exc}"))
+            return
+        loop.call_soon_threadsafe(_settle, page, found, None)
+        for name, text in entries:
+            emit(name, store.prepare(name, text))
+
+    return job
+
+
+def _settle(fut: asyncio.Future, result, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
