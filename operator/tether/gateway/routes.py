@@ -4,6 +4,9 @@ The Host → route index (DESIGN §3.4) is ``router.Router``, re-exported here.
 
 Invariant: a ``Route`` is built from one document (off the event loop) and never rebuilt;
 its table does not change once it is live. The Host index over the routes is ``router``.
+``targets[:n_ready]`` are the ready endpoints, the only ones the soft policy (table, round
+robin, …) ever picks; a route with persistent sessions appends the endpoints that drain
+(terminating but serving), which only an honoured session value reaches (``sessions``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from xxhash import xxh64_intdigest
 from tether.hashing import CookieKey, HeaderKey, Maglev, SourceIpKey
 from tether.hashing.keys.config import key_from_model
 from tether.hashing.keys.parse import cookie_needle, scan_cookie
+from tether.hashing.session import DRAINING, endpoint_states, spec_from_model
 from tether.models.table import TableDocument, TableDocumentError
 
 from .accesslog import fragment
 from .exchange import NOT_FORWARDED
 from .lookup import bounded, build_chooser, ready_endpoints
 from .router import Router
+from .sessions import SessionRoute
 
 __all__ = ["Route", "Router", "Target", "build_route"]
 
@@ -32,14 +37,17 @@ _getrandbits = _RANDOM.getrandbits
 
 # What the native lane (wire/lane.c) evaluates itself for a request's first attempt when no
 # endpoint is ejected; anything else goes to Route.pick_first.
-LANE_PYTHON, LANE_ROUND_ROBIN, LANE_HASH = 0, 1, 2
+LANE_PYTHON, LANE_ROUND_ROBIN, LANE_HASH, LANE_SESSION = 0, 1, 2, 3
 KEY_COOKIE, KEY_HEADER, KEY_SOURCE_IP = 1, 2, 3
 
 
 class Target:
     """One ready endpoint: where to connect and what to log."""
 
-    __slots__ = ("authority", "codes", "host", "log_fragment", "pod", "port", "weight")
+    __slots__ = (
+        "authority", "codes", "host", "log_fragment", "log_honour", "log_variants", "pod", "port",
+        "weight",
+    )  # fmt: skip
 
     def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
         self.host = host
@@ -49,6 +57,8 @@ class Target:
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.codes: dict[int, int] = {}  # replaced by the gateway's live metrics dict
         self.log_fragment = ""  # access-log JSON members (upstream, pod, route, affinity)
+        self.log_honour = ""  # the same with a session value honoured (native lane)
+        self.log_variants: dict[tuple[str, str], str] = {}  # other session decisions
 
 
 def _smooth_schedule(weights: list[int]) -> list[int]:
@@ -90,9 +100,11 @@ class Route:
         "lane_key",
         "local_codes",
         "mode",
+        "n_ready",
         "needle",
         "rr",
         "schedule",
+        "session",
         "size",
         "table",
         "targets",
@@ -145,13 +157,36 @@ class Route:
             )
             self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
+        self.n_ready = len(self.targets)
+        self.session = None if doc.session is None else self._sessions(doc)
         self.authorities = frozenset(t.authority for t in self.targets)
         for target in self.targets:
             target.log_fragment = fragment(target.authority, target.pod, self.key, self.kind)
+            if self.session is not None:
+                target.log_honour = fragment(
+                    target.authority, target.pod, self.key, self.kind, "honour", "valid"
+                )
         self._lane_hints()
+
+    def _sessions(self, doc: TableDocument) -> SessionRoute:
+        """The session map; draining endpoints become targets after the ready ones."""
+        svc = doc.service
+        spec = spec_from_model(doc.session, svc.namespace, svc.name)
+        states = endpoint_states(doc.endpoints, spec.drain)
+        index = {t.authority: i for i, t in enumerate(self.targets)}
+        for ep in doc.endpoints:
+            if states.get(ep.authority) == DRAINING and ep.authority not in index:
+                index[ep.authority] = len(self.targets)
+                self.targets.append(Target(ep.address, ep.port, ep.pod, ep.weight))
+        self.active = [0] * len(self.targets)
+        return SessionRoute(spec, states, index)
 
     def _lane_hints(self) -> None:
         """Fill lane/lane_key/needle/table/size/lane_choose (see LANE_*; Python decides else)."""
+        if self.session is not None:
+            # the lane honours valid signed cookies itself; everything else goes to Python
+            self.lane = LANE_SESSION if self.session.native_ok else LANE_PYTHON
+            return
         if not self.targets:
             return
         if self.mode == "rr":
@@ -199,7 +234,7 @@ class Route:
             if value:
                 h = request.hash = xxh64_intdigest(value)
                 return self.table[h % self.size]
-        if self.mode != "hash" or self.is_ketama or not self.targets:
+        if self.mode != "hash" or self.is_ketama or not self.n_ready:
             return self.pick(request, 0, None, None)
         key = self.hkey
         h = (
@@ -214,7 +249,7 @@ class Route:
 
     def pick(self, request, attempt: int, tried: set | None, ejected: dict | None) -> int | None:
         """Target index for this attempt, skipping tried/ejected targets when others remain."""
-        n = len(self.targets)
+        n = self.n_ready
         if not n:
             return None
         mode = self.mode
