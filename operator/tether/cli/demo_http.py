@@ -197,10 +197,17 @@ class SessionClient:
     """One browser of a persistent-session Service: it keeps the session cookie it is given
     (and any newer one) and sends it back, as a browser does."""
 
-    def __init__(self, name: str, cookie: str | None = None) -> None:
+    def __init__(self, name: str, cookie: str | None = None, other: str | None = None) -> None:
         self.name = name
         self.cookie = cookie
+        self.other = other  # another cookie the browser sends along (e.g. the hash rule's)
         self.pods: list[str] = []  # the pod of every reply, in order
+
+    @property
+    def header(self) -> str | None:
+        """The Cookie header this browser sends."""
+        parts = [c for c in (self.other, self.cookie) if c]
+        return "; ".join(parts) or None
 
     def take(self, reply: Reply) -> None:
         """Remember a re-issued session cookie (the gateway moved or refreshed the session)."""
@@ -227,7 +234,7 @@ def visit(
     client keeps what the gateway set and records the pod that answered."""
     conn = Connection(host, port, connect_fn)
     try:
-        replies = [request(host, port, path, c.cookie, conn, headers) for c in clients]
+        replies = [request(host, port, path, c.header, conn, headers) for c in clients]
     finally:
         conn.close()
     if answers is not None:
