@@ -10,10 +10,14 @@ by 2000 is the per-request instruction count.
 
 With the native lane built (``wire/lane.c``) the tether figure is the lane's; set
 ``TETHER_GATEWAY_NATIVE=0`` to measure the pure-Python path. ``--access-log`` makes tether
-write its access log (to /dev/null) as well.
+write its access log (to /dev/null) as well. ``--sessions`` adds a third figure: the same
+route with persistent sessions (signed cookies, the Service's session block), every request
+carrying a valid session cookie (issued for its endpoint up to 17 minutes earlier) besides
+``sid``: the cost of reading and checking the signature on the real path, against the hash
+pick of the first figure.
 
-Usage: python -m tests.bench.gateway_icount [--access-log]   (needs valgrind)
-       python -m tests.bench.gateway_icount --run tether|minimal N   (one measured process)
+Usage: python -m tests.bench.gateway_icount [--access-log] [--sessions]   (needs valgrind)
+       python -m tests.bench.gateway_icount --run tether|sessions|minimal N   (one process)
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ async def _drive(which: str, n: int, access_log: str = "off") -> None:
     doc = make_document(
         [("127.0.0.1", 9000 + i, f"b{i}") for i in (1, 2, 3)], hash_key=cookie_key("sid", None)
     )
+    if which == "sessions":
+        doc, reqs = _with_sessions(gw, doc, reqs)
     gw.store.apply("bench", doc.dumps())
     gw.store.publish()
     gw.tables_loaded()
@@ -140,12 +146,36 @@ async def _drive(which: str, n: int, access_log: str = "off") -> None:
     for i in range(200):  # identical warm-up for both
         tether(i)
         minimal(i)
-    step = tether if which == "tether" else minimal
+    step = minimal if which == "minimal" else tether
     for i in range(n):
         step(i)
         if i % 500 == 0:
             client.transport.out.clear()
             mini.t.out.clear()
+
+
+def _with_sessions(gw, doc, reqs: list[bytes]):
+    """The document with a signed cookie session block, the gateway's key ring, and the
+    requests each carrying a valid session cookie for one endpoint (as a browser sends)."""
+    import time
+
+    from tests.unit.gateway.sessions_docs import keyring_json, ring_of, session_policy
+    from tether.hashing.session import issue, spec_from_model
+
+    ring = keyring_json(("k1", b"k" * 32, 0, None))
+    gw.session_keys.load(ring)
+    session = session_policy()
+    doc = doc.model_copy(
+        update={"schema_version": 2, "session": session, "checksum": None}
+    ).sealed()
+    spec = spec_from_model(session, "default", "httpbin")
+    now = int(time.time())
+    out = []
+    for i, req in enumerate(reqs):
+        addr = doc.endpoints[i % 3].authority
+        value, _ = issue(spec, addr, ring_of(ring), now - i)
+        out.append(req[:-4] + b"; shop=" + value.encode() + b"\r\n\r\n")
+    return doc, out
 
 
 def _instructions(which: str, n: int, access_log: bool = False) -> int:
@@ -164,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("WHICH", "N"))
     ap.add_argument("--access-log", action="store_true", help="tether writes its access log")
+    ap.add_argument("--sessions", action="store_true", help="also a persistent-session route")
     args = ap.parse_args(argv)
     if args.run:
         asyncio.run(
@@ -174,11 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
     per = {}
-    for which in ("tether", "minimal"):
+    for which in ("tether", "minimal", *(("sessions",) if args.sessions else ())):
         n3, n1 = (_instructions(which, n, args.access_log) for n in (3000, 1000))
         per[which] = (n3 - n1) / 2000
         print(f"{which:8s} {per[which]:9.0f} instructions/request (Python side, callgrind)")
     print(f"ratio    {per['tether'] / per['minimal']:9.2f}x the minimal raw-forwarding twin")
+    if args.sessions:
+        extra = per["sessions"] - per["tether"]
+        print(f"sessions {per['sessions'] / per['tether']:9.2f}x the hash route "
+              f"(+{extra:.0f} instructions/request to read and check the signed cookie)")  # fmt: skip
     from tether.gateway import native, server  # noqa: F401  (server installs the lane)
 
     lane = (

@@ -1,4 +1,5 @@
-"""The native signed-cookie check (wire/session.c) against the Python reference (hypothesis).
+"""The native signed-cookie check (wire/session.c) against the Python reference (hypothesis),
+including its cache of verified values (a value judged again at another instant).
 
 Reference: ``hashing.session.read_cookie_value`` in signed mode. The native check answers an
 address exactly when the reference honours the value as it is (valid, not expired, no
@@ -86,7 +87,10 @@ def test_issued_values_agree_at_every_clock_reading(spec, ring, address, at, lat
         return
     value = made[0].encode()
     now = issued_at + later
-    got = native(spec, ring).verify(value, now)
+    check = native(spec, ring)
+    first = check.verify(value, issued_at)  # verified once: the value is cached from here
+    assert first == reference(spec, value, ring, issued_at) or ring.signing_key(issued_at) is None
+    got = check.verify(value, now)  # the cached value, judged again at another instant
     want = reference(spec, value, ring, now)
     if ring.signing_key(now) is None:  # no signer now: the native side leaves it to Python
         assert got is None or got == want

@@ -16,6 +16,13 @@
  * SHA-256 is FIPS 180-4; its round constants are derived at import from the primes, exactly
  * (integer square and cube roots), instead of being typed in. HMAC is RFC 2104 with the
  * padded inner/outer states and the constant message prefix absorbed once per key.
+ *
+ * A browser sends the same value on every request, so values whose tag verified are kept in
+ * a small direct-mapped cache (value bytes compared exactly, tagged with the SessionCheck's
+ * serial number, so a new key ring or route never sees another's entries): a hit skips the
+ * base64 decoding and the HMAC, and still re-checks everything that depends on the clock
+ * (the key's retirement, the signer, expiry, the half window). Only verified values enter
+ * it, so a forged value can at most evict an entry (which is then verified again).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -169,8 +176,30 @@ typedef struct {
     PyObject_HEAD
     int nkeys;
     long long window;
+    uint64_t serial; /* unique per SessionCheck: the cache's owner tag */
     skey keys[MAX_KEYS]; /* sorted by (activates_at, id), as signing.KeyRing */
 } SessionCheck;
+
+#define CACHE_SLOTS 1024
+#define CACHE_VALUE 160 /* longer values are verified every time */
+typedef struct {
+    uint64_t serial; /* 0: empty */
+    uint64_t expires, valid_until;
+    int key;
+    unsigned char vlen, alen;
+    char value[CACHE_VALUE];
+    char addr[128];
+} centry;
+static centry CACHE[CACHE_SLOTS];
+static uint64_t SERIALS;
+
+static uint32_t slot_of(uint64_t serial, const char *v, Py_ssize_t n) {
+    uint32_t h = 2166136261u ^ (uint32_t)serial; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)v[i]) * 16777619u;
+    }
+    return h % CACHE_SLOTS;
+}
 
 static int key_setup(skey *k, const char *id, Py_ssize_t idlen, const unsigned char *secret,
                      Py_ssize_t slen, const unsigned char *context, Py_ssize_t clen) {
@@ -236,6 +265,7 @@ static PyObject *check_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         goto out;
     }
     self->window = window;
+    self->serial = ++SERIALS;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         const char *id;
         Py_ssize_t idlen;
@@ -341,6 +371,33 @@ static int ascii(const unsigned char *p, Py_ssize_t n) {
     return 1;
 }
 
+/* The clock-dependent half of the decision, for a value whose tag verified with keys[key]. */
+static int still_good(const SessionCheck *self, int key, uint64_t expires, uint64_t valid_until,
+                      long long now) {
+    const skey *k = &self->keys[key], *signer = NULL;
+    if (k->retires >= 0 && now >= k->retires) {
+        return 0; /* retired since: unknown key */
+    }
+    for (int i = self->nkeys - 1; i >= 0 && signer == NULL; i--) {
+        const skey *c = &self->keys[i];
+        if ((c->retires < 0 || now < c->retires) && c->activates <= now) {
+            signer = c;
+        }
+    }
+    if (signer != k) {
+        return 0; /* a stale signer (re-issue), or no signer (Python decides) */
+    }
+    uint64_t t = now < 0 ? 0 : (uint64_t)now;
+    if ((expires && t > expires) || (valid_until && t > valid_until)) {
+        return 0; /* expired */
+    }
+    /* Python: valid_until - now < window // 2 (exact integers; a huge valid_until never is) */
+    if (valid_until < (uint64_t)LLONG_MAX && (long long)valid_until - now < self->window / 2) {
+        return 0; /* half the window used: re-issue */
+    }
+    return 1;
+}
+
 /* The address of a value Python honours as is (module docstring) in addr and alen, and 1;
  * else 0. */
 int session_verify(PyObject *obj, const char *value, Py_ssize_t vlen, long long now,
@@ -348,6 +405,18 @@ int session_verify(PyObject *obj, const char *value, Py_ssize_t vlen, long long 
     SessionCheck *self = (SessionCheck *)obj;
     if (vlen > 256) {
         return 0;
+    }
+    centry *c = NULL;
+    if (vlen <= CACHE_VALUE) {
+        c = &CACHE[slot_of(self->serial, value, vlen)];
+        if (c->serial == self->serial && c->vlen == vlen && !memcmp(c->value, value, (size_t)vlen)) {
+            if (!still_good(self, c->key, c->expires, c->valid_until, now)) {
+                return 0;
+            }
+            *addr = c->addr;
+            *alen = c->alen;
+            return 1;
+        }
     }
     unsigned char *d = scratch;
     Py_ssize_t n = b64_decode((const unsigned char *)value, vlen, d);
@@ -375,20 +444,18 @@ int session_verify(PyObject *obj, const char *value, Py_ssize_t vlen, long long 
     if (alen_ == 0 || !ascii(d + a0, alen_) || !ascii(d + k0, klen)) {
         return 0;
     }
-    const skey *key = NULL, *signer = NULL;
-    for (int i = self->nkeys - 1; i >= 0; i--) {
+    int ki = -1;
+    for (int i = self->nkeys - 1; i >= 0 && ki < 0; i--) {
         const skey *k = &self->keys[i];
-        int verifies = k->retires < 0 || now < k->retires;
-        if (signer == NULL && verifies && k->activates <= now) {
-            signer = k;
-        }
-        if (key == NULL && verifies && k->idlen == klen && !memcmp(k->id, d + k0, (size_t)klen)) {
-            key = k;
+        if ((k->retires < 0 || now < k->retires) && k->idlen == klen &&
+            !memcmp(k->id, d + k0, (size_t)klen)) {
+            ki = i;
         }
     }
-    if (key == NULL || signer != key) {
-        return 0; /* unknown or retired key (rejected), or a stale signer (re-issue) */
+    if (ki < 0) {
+        return 0; /* unknown or retired key: rejected */
     }
+    const skey *key = &self->keys[ki];
     unsigned char tail[4 + 128 + 16], digest[32];
     put_u32(tail, (uint32_t)alen_);
     memcpy(tail + 4, d + a0, (size_t)alen_);
@@ -408,13 +475,18 @@ int session_verify(PyObject *obj, const char *value, Py_ssize_t vlen, long long 
     if (diff) {
         return 0;
     }
-    uint64_t t = now < 0 ? 0 : (uint64_t)now;
-    if ((expires && t > expires) || (valid_until && t > valid_until)) {
-        return 0; /* expired */
+    if (c != NULL) { /* the tag verified: remember the value, whatever the clock says now */
+        c->serial = self->serial;
+        c->vlen = (unsigned char)vlen;
+        memcpy(c->value, value, (size_t)vlen);
+        c->alen = (unsigned char)alen_;
+        memcpy(c->addr, d + a0, (size_t)alen_);
+        c->key = ki;
+        c->expires = expires;
+        c->valid_until = valid_until;
     }
-    /* Python: valid_until - now < window // 2 (exact integers; a huge valid_until never is) */
-    if (valid_until < (uint64_t)LLONG_MAX && (long long)valid_until - now < self->window / 2) {
-        return 0; /* half the window used: re-issue */
+    if (!still_good(self, ki, expires, valid_until, now)) {
+        return 0;
     }
     *addr = (const char *)(d + a0);
     *alen = alen_;
