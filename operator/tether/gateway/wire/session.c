@@ -18,7 +18,7 @@
  * padded inner/outer states and the constant message prefix absorbed once per key.
  *
  * A browser sends the same value on every request, so values whose tag verified are kept in
- * a small direct-mapped cache (value bytes compared exactly, tagged with the SessionCheck's
+ * a cache of 8,192 entries, two-way (1.7 MiB; value bytes compared exactly, tagged with the SessionCheck's
  * serial number, so a new key ring or route never sees another's entries): a hit skips the
  * base64 decoding and the HMAC, and still re-checks everything that depends on the clock
  * (the key's retirement, the signer, expiry, the half window). Only verified values enter
@@ -180,15 +180,16 @@ typedef struct {
     skey keys[MAX_KEYS]; /* sorted by (activates_at, id), as signing.KeyRing */
 } SessionCheck;
 
-#define CACHE_SLOTS 1024
-#define CACHE_VALUE 160 /* longer values are verified every time */
+#define CACHE_SLOTS 8192 /* even: slots 2k and 2k+1 form a set */
+#define CACHE_VALUE 128  /* longer values (or addresses) are verified every time */
+#define CACHE_ADDR 56
 typedef struct {
     uint64_t serial; /* 0: empty */
     uint64_t expires, valid_until;
     int key;
-    unsigned char vlen, alen;
+    unsigned char vlen, alen, age;
     char value[CACHE_VALUE];
-    char addr[128];
+    char addr[CACHE_ADDR];
 } centry;
 static centry CACHE[CACHE_SLOTS];
 static uint64_t SERIALS;
@@ -198,7 +199,7 @@ static uint32_t slot_of(uint64_t serial, const char *v, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
         h = (h ^ (unsigned char)v[i]) * 16777619u;
     }
-    return h % CACHE_SLOTS;
+    return (h % (CACHE_SLOTS / 2)) * 2;
 }
 
 static int key_setup(skey *k, const char *id, Py_ssize_t idlen, const unsigned char *secret,
@@ -408,15 +409,22 @@ int session_verify(PyObject *obj, const char *value, Py_ssize_t vlen, long long 
     }
     centry *c = NULL;
     if (vlen <= CACHE_VALUE) {
-        c = &CACHE[slot_of(self->serial, value, vlen)];
-        if (c->serial == self->serial && c->vlen == vlen && !memcmp(c->value, value, (size_t)vlen)) {
-            if (!still_good(self, c->key, c->expires, c->valid_until, now)) {
-                return 0;
+        centry *set = &CACHE[slot_of(self->serial, value, vlen)];
+        for (int w = 0; w < 2; w++) {
+            centry *e = &set[w];
+            if (e->serial == self->serial && e->vlen == vlen &&
+                !memcmp(e->value, value, (size_t)vlen)) {
+                e->age = 0;
+                set[1 - w].age = 1;
+                if (!still_good(self, e->key, e->expires, e->valid_until, now)) {
+                    return 0;
+                }
+                *addr = e->addr;
+                *alen = e->alen;
+                return 1;
             }
-            *addr = c->addr;
-            *alen = c->alen;
-            return 1;
         }
+        c = set[0].age >= set[1].age ? &set[0] : &set[1]; /* the way used least recently */
     }
     unsigned char *d = scratch;
     Py_ssize_t n = b64_decode((const unsigned char *)value, vlen, d);
@@ -475,7 +483,9 @@ int session_verify(PyObject *obj, const char *value, Py_ssize_t vlen, long long 
     if (diff) {
         return 0;
     }
-    if (c != NULL) { /* the tag verified: remember the value, whatever the clock says now */
+    if (c != NULL && alen_ <= CACHE_ADDR) { /* verified: remember it, whatever the clock says */
+        CACHE[(c - CACHE) ^ 1].age = 1; /* the other way of the set */
+        c->age = 0;
         c->serial = self->serial;
         c->vlen = (unsigned char)vlen;
         memcpy(c->value, value, (size_t)vlen);
