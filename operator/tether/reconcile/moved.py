@@ -2,12 +2,14 @@
 
 Exact where the geometry allows it: Maglev tables of one size compare slot by slot; rings
 compare arc by arc over the whole hash space. Anything else (an algorithm or size switch) is
-measured on a fixed sample of key hashes, the same sample every time.
+measured on a fixed sample of key strings, the same sample every time, each side hashing a
+key the way its gateway does: XXH64 for Envoy's tables, md5 (libketama) for ketama.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from hashlib import md5
 from operator import ne
 
 from tether.hashing import xxh64
@@ -15,7 +17,29 @@ from tether.models import table as t
 from tether.reconcile.tables import Lookup
 
 SAMPLE = 20000
-_SAMPLE_HASHES = [xxh64(str(i)) for i in range(SAMPLE)]
+_SAMPLE_KEYS = [str(i) for i in range(SAMPLE)]
+_SAMPLE_XXH = [xxh64(k) for k in _SAMPLE_KEYS]
+
+
+def _ketama_hash(key: str) -> int:
+    """libketama's 32-bit point of a key: the first 4 md5 bytes, little-endian (as uhashring)."""
+    return int.from_bytes(md5(key.encode(), usedforsecurity=False).digest()[:4], "little")
+
+
+def _sample_owners(lookup: Lookup) -> list[str | None]:
+    """Endpoint key of every sample key under ``lookup``, hashed as its gateway hashes it.
+
+    Ketama routes by md5 of the key string onto its 32-bit continuum (uhashring's bisect to the
+    right); Envoy's tables route by XXH64. Mixing the two would compare unrelated hash spaces.
+    """
+    if lookup.doc.table.format != "ketama":
+        return [lookup.choose(h) for h in _SAMPLE_XXH]
+    hashes, keys, idx = lookup.hashes, lookup.keys, lookup.indices
+    owners = []
+    for k in _SAMPLE_KEYS:
+        i = bisect_right(hashes, _ketama_hash(k))
+        owners.append(keys[idx[0 if i == len(hashes) else i]])
+    return owners
 
 
 def _owner(hashes, owners: list[str], h: int) -> str:
@@ -56,5 +80,5 @@ def moved_fraction(old: t.TableDocument | None, new: t.TableDocument) -> float |
     fa, fb = old.table.format, new.table.format
     if a.hashes is not None and b.hashes is not None and fa == fb:
         return _rings(a, b, 2**32 if fa == "ketama" else 2**64)
-    diff = sum(1 for h in _SAMPLE_HASHES if a.choose(h) != b.choose(h))
+    diff = sum(map(ne, _sample_owners(a), _sample_owners(b)))
     return diff / SAMPLE

@@ -11,7 +11,12 @@ line. Invariants:
 - After every (re)list the store holds exactly the listed ConfigMaps (deleted ones vanish).
 - A watch that ends or breaks resumes from the last resourceVersion seen; ``410 Gone`` (as
   HTTP status, as an ERROR event, or for an expired ``continue``) forces a relist. Network
-  errors back off exponentially (0.5 s doubling to 30 s, with jitter) and never stop the loop.
+  errors back off exponentially (0.5 s doubling to 30 s, with jitter) and never stop the loop;
+  any other failure (a malformed event, a bug) is logged and followed by a relist after the
+  same backoff, so the gateway never stops following its tables.
+- A watch event line may be as large as the API server sends for one ConfigMap (its 1 MiB of
+  data JSON-escaped inside the event); lines are split by this module, capped at
+  ``MAX_EVENT_BYTES``, not by the HTTP client's 512 KiB line limit.
 - ``on_loaded`` is called once, after the first complete list was applied and published (the
   watch already runs meanwhile; its events queue behind the list). A relist does not call it
   again and does not make the gateway unready: it keeps routing by its last good tables while
@@ -43,6 +48,7 @@ WATCH_TIMEOUT_SECONDS = 300
 PAGE_BYTES = 256 << 10  # target size of one list page
 PAGE_LIMITS = (10, 500)  # bounds of the items asked for per page (500: client-go's default)
 FIRST_LIMIT = 50  # before any table was seen: 50 × a 56 KB 65,537-slot table ≈ 2.8 MB
+MAX_EVENT_BYTES = 8 << 20  # one ConfigMap event: 1 MiB of data, escaped, plus metadata
 
 
 @dataclass
@@ -147,6 +153,11 @@ class ConfigMapWatcher:
                         log.warning("table watch error (%s); retrying in %.1fs", exc, backoff)
                         await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
                         backoff = min(backoff * 2, self.max_backoff)
+                    except Exception:  # an event may have been lost: relist, never give up
+                        log.exception("table watch failed; relisting in %.1fs", backoff)
+                        rv = None
+                        await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
+                        backoff = min(backoff * 2, self.max_backoff)
         finally:
             if ready is not None:
                 ready.cancel()
@@ -195,11 +206,19 @@ class ConfigMapWatcher:
                 raise _Gone()
             if r.status != 200:
                 raise ValueError(f"watch configmaps: HTTP {r.status}: {(await r.text())[:200]}")
-            async for line in r.content:
-                if not line.strip():
-                    continue
-                # one object per line, at most a ConfigMap (1 MiB): parsed here in about a ms
-                rv = self._event(json.loads(line)) or rv
+            buf = bytearray()
+            async for chunk in r.content.iter_any():
+                start = len(buf)
+                buf += chunk
+                while (nl := buf.find(b"\n", start)) >= 0:
+                    line = bytes(buf[:nl])
+                    del buf[: nl + 1]
+                    start = 0
+                    if line.strip():
+                        # one object per line, at most a ConfigMap: parsed here in about a ms
+                        rv = self._event(json.loads(line)) or rv
+                if len(buf) > MAX_EVENT_BYTES:
+                    raise ValueError(f"watch event over {MAX_EVENT_BYTES} bytes")
         return rv
 
     def _event(self, event: dict) -> str | None:
