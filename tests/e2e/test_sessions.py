@@ -158,12 +158,22 @@ def test_rolling_update_moves_each_session_about_once(cluster, namespace: str):
     clients = _open(gw, host, 100)
     before = {c.pods[0] for c in clients}
     statuses: list[int] = []
+    errors: list[Exception] = []
     stop = threading.Event()
 
     def browse() -> None:
-        while not stop.is_set():
-            statuses.extend(r.status for r in _again(gw, host, clients))
+        try:
+            while not stop.is_set():
+                statuses.extend(r.status for r in _again(gw, host, clients))
+        except Exception as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
 
+    # As a user paces a rollout behind a proxy (minReadySeconds; or a preStop sleep): each new
+    # pod serves long enough for the table to reach the gateway before an old pod is stopped.
+    # Without it the lab's kubelet replaces all 3 pods faster than any table can follow, and
+    # requests find only stopped pods in the gateway's (old) table.
+    cluster.kubectl("patch", "deployment/httpbin", "-n", namespace,
+                    "-p", '{"spec": {"minReadySeconds": 3}}')  # fmt: skip
     th = threading.Thread(target=browse)
     th.start()
     try:
@@ -177,11 +187,12 @@ def test_rolling_update_moves_each_session_about_once(cluster, namespace: str):
             what="the table with only new pods",
         )  # fmt: skip
         mark = len(statuses)
-        wait_until(lambda: len(statuses) > mark + 2 * len(clients), timeout=60,
+        wait_until(lambda: errors or len(statuses) > mark + 2 * len(clients), timeout=60,
                    what="two more rounds after the rollout")  # fmt: skip
     finally:
         stop.set()
         th.join(timeout=60)
+    assert not errors, errors
     assert set(statuses) == {200}, [s for s in statuses if s != 200][:5]
     assert all(c.pods[-1] not in before for c in clients)
     moves = sum(c.moves for c in clients) / len(clients)
