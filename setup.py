@@ -31,6 +31,7 @@ setup(
                 "operator/tether/gateway/wire/lane.c",
                 "operator/tether/gateway/wire/accesslog.c",
                 "operator/tether/gateway/wire/session.c",
+                "operator/tether/gateway/wire/seen.c",
             ],
             depends=["operator/tether/gateway/wire/wire.h"],
             extra_compile_args=["-O2", "-std=c99", "-Wall"],

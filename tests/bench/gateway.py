@@ -9,6 +9,10 @@ warmed up, then measured twice, interleaved. Printed per run: requests/s, p50/p9
 proxy CPU µs per request (utime+stime of the proxy's processes from /proc ÷ requests), and
 ratios to nginx's mean. Missing nginx/haproxy/wrk are installed with apt-get.
 
+``tether-nosessions`` is the same gateway with its recent-sessions table off
+(``--session-capacity 0``): the HTTP rows of the two tethers give the table's request-path
+cost (``tests.bench.gateway_icount`` gives it in instructions, without the noise).
+
 Two more parts, tether against nginx only (``--parts http,ws,tls``):
 - ``ws``: WebSocket message relay. Three ``websockets`` echo servers (127.0.0.1:9011-9013, CPU
   0) behind each proxy (nginx: ``proxy_http_version 1.1`` + Upgrade headers, the same cookie
@@ -40,7 +44,7 @@ from pathlib import Path
 ASSETS = Path(__file__).parent / "gateway_assets"
 ROOT = Path(__file__).resolve().parents[2]
 CLK = os.sysconf("SC_CLK_TCK")
-PORTS = {"nginx": 8081, "haproxy": 8082, "tether": 8083}
+PORTS = {"nginx": 8081, "haproxy": 8082, "tether": 8083, "tether-nosessions": 8087}
 WS_PORTS = {"nginx": 8084, "tether": 8083}  # tether routes by Host (ws.bench) on its listener
 TLS_PORTS = {"nginx": 8085, "tether": 8086}
 WS_BACKENDS = (9011, 9012, 9013)
@@ -147,11 +151,11 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def tether_table(tmp: Path) -> Path:
+def tether_table(tmp: Path, name: str = "tables") -> Path:
     sys.path.insert(0, str(ROOT))
     from tests.unit.gateway.docs import cookie_key, make_document
 
-    tables = tmp / "tables"
+    tables = tmp / name
     tables.mkdir()
     for name, ports in (("backends", (9001, 9002, 9003)), ("ws", WS_BACKENDS)):
         doc = make_document(
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--access-log", action="store_true", help="tether writes its access log")
-    ap.add_argument("--only", default="nginx,haproxy,tether")
+    ap.add_argument("--only", default="nginx,haproxy,tether,tether-nosessions")
     ap.add_argument("--parts", default="http,ws,tls", help="http, ws (WebSocket), tls")
     args = ap.parse_args(argv)
     parts = args.parts.split(",")
@@ -234,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         if "haproxy" in wanted:
             conf = render("haproxy.cfg", tmp, port=PORTS["haproxy"])
             proxies["haproxy"] = start(["haproxy", "-db", "-f", str(conf)], 1)
+        log = str(tmp / "access.log") if args.access_log else "off"
         if "tether" in wanted:
-            log = str(tmp / "access.log") if args.access_log else "off"
             cmd = [
                 sys.executable, "-m", "tether", "gateway", "--listen",
                 f"127.0.0.1:{PORTS['tether']}", "--admin", "", "--tables-dir",
@@ -244,6 +248,15 @@ def main(argv: list[str] | None = None) -> int:
                 "--tls-listen", f"127.0.0.1:{TLS_PORTS['tether']}", "--tls-dir", str(certs),
             ]  # fmt: skip
             proxies["tether"] = start(cmd, 1, cwd=ROOT)
+        if "tether-nosessions" in wanted:
+            cmd = [
+                sys.executable, "-m", "tether", "gateway", "--listen",
+                f"127.0.0.1:{PORTS['tether-nosessions']}", "--admin", "", "--tables-dir",
+                str(tether_table(tmp, "tables-nosessions")), "--access-log", log,
+                "--log-level", "warning", "--default-service", "bench/backends:80",
+                "--session-capacity", "0",
+            ]  # fmt: skip
+            proxies["tether-nosessions"] = start(cmd, 1, cwd=ROOT)
         procs += proxies.values()
         for name in proxies:
             wait_port(PORTS[name])
@@ -277,7 +290,7 @@ def rounds(proxies: dict, args, work) -> dict[str, list[dict]]:
             r = measure(proc, lambda name=name: work(name, args.duration))
             r["run"] = run + 1
             results[name].append(r)
-            print(f"  {name:8s} run {run + 1}: {r['rps']:9.0f} /s", flush=True)
+            print(f"  {name:17s} run {run + 1}: {r['rps']:9.0f} /s", flush=True)
     return results
 
 
@@ -314,14 +327,13 @@ def report(results: dict[str, list[dict]], args, unit: str = "req") -> None:
         f"proxy on CPU 1, client + backends on CPU 0; load average now "
         f"{os.getloadavg()[0]:.2f} (other work on the machine adds noise)"
     )
-    if "tether" in results:
+    if any(name.startswith("tether") for name in results):
         print(
             f"tether data path: {_tether_path()}, access log {'on' if args.access_log else 'off'}"
         )
     rate = "rps" if unit == "req" else "msg/s"
-    hdr = (
-        f"{'proxy':9s} {'run':>3s} {rate:>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU µs/' + unit:>10s}"
-    )
+    hdr = f"{'proxy':17s} {'run':>3s} {rate:>9s} {'p50 ms':>8s} {'p99 ms':>8s}"
+    hdr += f" {'CPU µs/' + unit:>10s}"
     hdr += f" {'user':>5s}"
     print(hdr + f" {'rps/nginx':>9s} {'p99/nginx':>9s} {'cpu/nginx':>9s}  errors")
     for name, runs in results.items():
@@ -333,7 +345,7 @@ def report(results: dict[str, list[dict]], args, unit: str = "req") -> None:
                     f" {r['cpu_us'] / base_cpu:9.2f}"
                 )
             print(
-                f"{name:9s} {r['run']:3d} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}"
+                f"{name:17s} {r['run']:3d} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f}"
                 f" {r['cpu_us']:10.1f} {r['user_us']:5.1f}{ratios}  {r['errors']} {r['socket']}"
             )
     if base_rps:
@@ -343,9 +355,14 @@ def report(results: dict[str, list[dict]], args, unit: str = "req") -> None:
             p99 = statistics.mean(r["p99"] for r in runs)
             cpu = statistics.mean(r["cpu_us"] for r in runs)
             print(
-                f"  {name:8s} {rate} {rps:9.0f} ({rps / base_rps:.2f}x)  p99 {p99:.2f} ms "
+                f"  {name:17s} {rate} {rps:9.0f} ({rps / base_rps:.2f}x)  p99 {p99:.2f} ms "
                 f"({p99 / base_p99:.2f}x)  CPU {cpu:.1f} µs/{unit} ({cpu / base_cpu:.2f}x)"
             )
+    if "tether" in results and "tether-nosessions" in results:
+        on, off = (statistics.mean(r["cpu_us"] for r in results[n])
+                   for n in ("tether", "tether-nosessions"))  # fmt: skip
+        print(f"sessions table: tether {on:.1f} vs {off:.1f} CPU µs/{unit} without it "
+              f"({on / off - 1:+.1%}; noise on a shared machine is a few %)")  # fmt: skip
 
 
 if __name__ == "__main__":

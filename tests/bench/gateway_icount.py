@@ -10,14 +10,17 @@ by 2000 is the per-request instruction count.
 
 With the native lane built (``wire/lane.c``) the tether figure is the lane's; set
 ``TETHER_GATEWAY_NATIVE=0`` to measure the pure-Python path. ``--access-log`` makes tether
-write its access log (to /dev/null) as well. ``--sessions`` adds a third figure: the same
-route with persistent sessions (signed cookies, the Service's session block), every request
-carrying a valid session cookie (issued for its endpoint up to 17 minutes earlier) besides
-``sid``: the cost of reading and checking the signature on the real path, against the hash
-pick of the first figure.
+write its access log (to /dev/null) as well. tether is measured twice: as configured by
+default (the recent-sessions table on, ``sessions_seen``) and with ``session_capacity=0``
+(table off: the store call returns at once), so the difference is the table's per-request
+cost; each of the 1,000 request cookies is a session. ``--persistent`` adds one more figure:
+the same route with persistent sessions (signed cookies, the Service's session block), every
+request carrying a valid session cookie (issued for its endpoint up to 17 minutes earlier)
+besides ``sid``: the cost of reading and checking the signature on the real path, against the
+hash pick of the first figure.
 
-Usage: python -m tests.bench.gateway_icount [--access-log] [--sessions]   (needs valgrind)
-       python -m tests.bench.gateway_icount --run tether|sessions|minimal N   (one process)
+Usage: python -m tests.bench.gateway_icount [--access-log] [--persistent]   (needs valgrind)
+       python -m tests.bench.gateway_icount --run tether|persistent|minimal N   (one process)
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ class _MinClient:
         self.u.t.write(self.buf)
 
 
-async def _drive(which: str, n: int, access_log: str = "off") -> None:
+async def _drive(which: str, n: int, access_log: str = "off", sessions: str = "on") -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     from tests.unit.gateway.docs import cookie_key, make_document
     from tether.gateway.config import GatewayConfig
@@ -115,12 +118,13 @@ async def _drive(which: str, n: int, access_log: str = "off") -> None:
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8083\r\nCookie: sid=%d\r\n\r\n" % rnd.randint(1, 100000)
         for _ in range(1000)
     ]
-    gw = Gateway(GatewayConfig(access_log=access_log))
+    capacity = {"session_capacity": 0} if sessions == "off" else {}
+    gw = Gateway(GatewayConfig(access_log=access_log, **capacity))
     doc = make_document(
         [("127.0.0.1", 9000 + i, f"b{i}") for i in (1, 2, 3)], hash_key=cookie_key("sid", None)
     )
-    if which == "sessions":
-        doc, reqs = _with_sessions(gw, doc, reqs)
+    if which == "persistent":
+        doc, reqs = _with_persistent(gw, doc, reqs)
     gw.store.apply("bench", doc.dumps())
     gw.store.publish()
     gw.tables_loaded()
@@ -154,7 +158,7 @@ async def _drive(which: str, n: int, access_log: str = "off") -> None:
             mini.t.out.clear()
 
 
-def _with_sessions(gw, doc, reqs: list[bytes]):
+def _with_persistent(gw, doc, reqs: list[bytes]):
     """The document with a signed cookie session block, the gateway's key ring, and the
     requests each carrying a valid session cookie for one endpoint (as a browser sends)."""
     import time
@@ -178,10 +182,11 @@ def _with_sessions(gw, doc, reqs: list[bytes]):
     return doc, out
 
 
-def _instructions(which: str, n: int, access_log: bool = False) -> int:
+def _instructions(which: str, n: int, access_log: bool = False, sessions: str = "on") -> int:
     env = dict(
-        os.environ, PYTHONHASHSEED="0", ICOUNT_ACCESS_LOG="/dev/null" if access_log else "off"
-    )
+        os.environ, PYTHONHASHSEED="0", ICOUNT_ACCESS_LOG="/dev/null" if access_log else "off",
+        ICOUNT_SESSIONS=sessions,
+    )  # fmt: skip
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
          "-m", "tests.bench.gateway_icount", "--run", which, str(n)],
@@ -194,26 +199,30 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("WHICH", "N"))
     ap.add_argument("--access-log", action="store_true", help="tether writes its access log")
-    ap.add_argument("--sessions", action="store_true", help="also a persistent-session route")
+    ap.add_argument("--persistent", action="store_true", help="also a persistent-session route")
     args = ap.parse_args(argv)
     if args.run:
         asyncio.run(
-            _drive(args.run[0], int(args.run[1]), os.environ.get("ICOUNT_ACCESS_LOG", "off"))
-        )
+            _drive(args.run[0], int(args.run[1]), os.environ.get("ICOUNT_ACCESS_LOG", "off"),
+                   os.environ.get("ICOUNT_SESSIONS", "on"))
+        )  # fmt: skip
         return 0
     if not shutil.which("valgrind"):
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
     per = {}
-    for which in ("tether", "minimal", *(("sessions",) if args.sessions else ())):
-        n3, n1 = (_instructions(which, n, args.access_log) for n in (3000, 1000))
-        per[which] = (n3 - n1) / 2000
-        print(f"{which:8s} {per[which]:9.0f} instructions/request (Python side, callgrind)")
-    print(f"ratio    {per['tether'] / per['minimal']:9.2f}x the minimal raw-forwarding twin")
-    if args.sessions:
-        extra = per["sessions"] - per["tether"]
-        ratio = per["sessions"] / per["tether"]
-        print(f"sessions {ratio:9.2f}x the hash route "
+    runs = [("tether", "on"), ("tether", "off"), ("minimal", "on")]
+    for which, sessions in runs + ([("persistent", "on")] if args.persistent else []):
+        n3, n1 = (_instructions(which, n, args.access_log, sessions) for n in (3000, 1000))
+        name = which if which == "minimal" else f"{which}, sessions {sessions}"
+        per[name] = (n3 - n1) / 2000
+        print(f"{name:19s} {per[name]:9.0f} instructions/request (Python side, callgrind)")
+    on, off = per["tether, sessions on"], per["tether, sessions off"]
+    print(f"sessions table      {on - off:+9.0f} instructions/request ({on / off - 1:+.2%})")
+    print(f"ratio               {on / per['minimal']:9.2f}x the minimal raw-forwarding twin")
+    if args.persistent:
+        extra = per["persistent, sessions on"] - on
+        print(f"persistent sessions {per['persistent, sessions on'] / on:9.2f}x the hash route "
               f"(+{extra:.0f} instructions/request: read and check the signed cookie)")  # fmt: skip
     from tether.gateway import native, server  # noqa: F401  (server installs the lane)
 

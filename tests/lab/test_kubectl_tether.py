@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +23,7 @@ from tether.lab import Lab
 from tether.lab.testing import wait_until
 from tether.reconcile.transition import shares, transition
 
+from ..e2e import watching
 from .tether_deploy import EXAMPLES, table_doc
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("tether_operator")]
@@ -63,42 +61,9 @@ def kubectl_tether(lab: Lab, *args: str) -> str:
     return out.stdout
 
 
-class Watch:
-    """`kubectl tether watch … -o json` running in the background; its lines as dicts."""
-
-    def __init__(self, lab: Lab, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            ["kubectl", "tether", "watch", *args, "-o", "json"],
-            env=plugin_env(lab),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(json.loads(line))
-
-    def until(self, done, timeout: float = 90.0, what: str = "") -> list[dict]:
-        """Updates up to and including the first one for which ``done(update)`` holds."""
-        got, deadline = [], time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                u = self.lines.get(timeout=max(left, 0.01))
-            except queue.Empty:
-                err = self.proc.stderr.read() if self.proc.poll() is not None else ""
-                raise TimeoutError(f"watch: no {what} after {timeout:.0f} s; {got} {err}") from None
-            got.append(u)
-            if done(u):
-                return got
-
-    def stop(self) -> None:
-        """End the watcher (it runs until interrupted, as a user's would)."""
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+def Watch(lab: Lab, *args: str) -> watching.Watch:
+    """`kubectl tether watch ARGS -o json` on the lab, in the background."""
+    return watching.Watch(plugin_env(lab), *args)
 
 
 def _settled(n: int):

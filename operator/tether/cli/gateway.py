@@ -72,6 +72,11 @@ def register(subparsers) -> None:
     o = p.add_argument_group("operability")
     _add(o, "access-log", "stdout", "off | stdout | FILE")
     _add(o, "log-level", "info", "debug | info | warning | error")
+    _add(o, "session-capacity", 65536,
+         "recent sessions kept for /sessions (20 bytes each; rounded up to a power of two; "
+         "0: off)", int)  # fmt: skip
+    _add(o, "session-window", 300.0, "seconds a session stays active after its last request",
+         float)  # fmt: skip
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio loop")
     p.set_defaults(func=run)
 
@@ -109,6 +114,8 @@ def config_from_args(args: argparse.Namespace):
     if args.https_redirect_port and tls is None:
         raise ValueError("--https-redirect-port needs --tls-listen")
     admin_host, admin_port = _hostport(args.admin) if args.admin else ("", -1)
+    if not args.session_window > 0:
+        raise ValueError(f"--session-window must be > 0 seconds, got {args.session_window}")
     return GatewayConfig(
         listen_host=host,
         listen_port=port,
@@ -141,7 +148,16 @@ def config_from_args(args: argparse.Namespace):
         session_keys_file=args.session_keys_file or None,
         access_log=args.access_log,
         log_level=args.log_level,
+        session_capacity=_session_capacity(args.session_capacity),
+        session_window=args.session_window,
     )
+
+
+def _session_capacity(n: int) -> int:
+    """0 (off), or ``n`` rounded up to a power of two from 16 to 2^30."""
+    if n < 0 or n > 1 << 30:
+        raise ValueError(f"--session-capacity must be from 0 to 2^30, got {n}")
+    return 0 if n == 0 else max(16, 1 << (n - 1).bit_length())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ Reads the Service's published table and its pods, changes nothing, and predicts 
 ``reconcile.whatif`` the fraction of keys that would move and the new per-pod shares, for the
 current policy and for another one (``--algorithm``/``--table-size``, else the other
 algorithm), plus the one-off cost of switching. How pods that do not exist yet are handled,
-and how a scale-down picks its pods, is in ``whatif`` and ``scaledown``.
+and how a scale-down picks its pods, is in ``whatif`` and ``scaledown``. ``--sessions`` reads
+the gateways' active sessions and predicts how many would move (``plan_sessions``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument("--samples", type=int, default=64, help="address draws for new pods (64)")
     p.add_argument("--png", metavar="FILE", help="draw the predicted ownership before/after")
+    from tether.cli.watch import add_session_flags
+
+    add_session_flags(p)
     p.set_defaults(func=run)
 
 
@@ -122,7 +126,15 @@ def run(args: argparse.Namespace) -> int:
     policies += [other] if other != doc.policy else []
     preds = [predict(doc, args.replicas, p, rm, samples=args.samples) for p in policies]
     cost = switch(doc, other) if doc.policy.type == "consistentHash" else None
-    report = plan_report.Report(view, args.replicas, counted, rm, preds, cost)
+    sessions = None
+    if args.sessions and preds:
+        from tether.cli.plan_sessions import sessions_report
+        from tether.cli.watch import gateways_of
+        from tether.cli.watch_sessions import read_gateways
+
+        gateways = read_gateways(*gateways_of(cluster, args), doc.key)
+        sessions = sessions_report(gateways, doc, preds)
+    report = plan_report.Report(view, args.replicas, counted, rm, preds, cost, sessions)
     if args.output == "json":
         print(plan_report.to_json(report))
     else:

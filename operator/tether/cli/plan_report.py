@@ -6,8 +6,9 @@ JSON keys (fractions 0..1): ``service``, ``current`` (policy, ready pods, pods c
 per policy: ``label``, ``isCurrent``, ``algorithm``, ``tableSize``, ``moved`` {``mean``,
 ``sd``, ``min``, ``max``, ``scenarios``}, ``optimum``, ``maxOverAvg``, ``shares`` per pod,
 ``scenarioList`` [{``removed``, ``added``, ``moved``}]), ``switchCost`` (keys moved once by
-switching to the compared policy now) and ``sessions`` (null: active sessions come with the
-gateway's session summary).
+switching to the compared policy now) and ``sessions`` (null without ``--sessions``; else
+``active``, ``byPod``, ``gateways`` and per prediction ``expectedMoved`` {``mean``, ``sd``,
+``min``, ``max``} and ``scenarios``, in the order of ``predictions``: ``plan_sessions``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Report:
     removal: Removal | None
     predictions: list[Prediction]
     switch_cost: Transition | None
+    sessions: dict | None = None  # plan_sessions.sessions_report, with --sessions
 
 
 def label(policy: t.Policy) -> str:
@@ -102,7 +104,7 @@ def to_json(r: Report) -> str:
         "addressNetwork": str(pod_network([e.address for e in doc.endpoints])),
         "predictions": preds,
         "switchCost": r.switch_cost.moved if r.switch_cost else None,
-        "sessions": None,
+        "sessions": r.sessions,
     }
     return json.dumps(body, indent=1, sort_keys=True)
 
@@ -147,6 +149,8 @@ def print_text(r: Report) -> None:
         if r.switch_cost is not None:
             line += f"; switching to it now moves {_pct(r.switch_cost.moved)} of keys once"
         console.print(line + ".")
+    if r.sessions is not None:
+        console.print(_sessions_line(r))
     first = current or r.predictions[0]
     shares = ", ".join(f"{k} {_pct(v)}" for k, v in first.shares().items())
     console.print(f"expected shares after, {label(first.policy)}: {shares}")
@@ -162,6 +166,16 @@ def print_text(r: Report) -> None:
         if rm.choose:
             text += f" and {rm.choose} of {', '.join(rm.tied)} (a tie: every choice is a scenario)"
         console.print(text + ".")
+
+
+def _sessions_line(r: Report) -> str:
+    s = r.sessions
+    gateways = ", ".join(f"{g['pod']} {g['status']}" for g in s["gateways"]) or "none found"
+    moves = "; ".join(
+        f"{label(p.policy)}: {e['expectedMoved']['mean']:.0f} ± {e['expectedMoved']['sd']:.0f}"
+        for p, e in zip(r.predictions, s["predictions"], strict=True)
+    )
+    return f"active sessions: {s['active']} (gateways: {gateways}); expected to move: {moves}"
 
 
 def draw(r: Report, path: str) -> None:

@@ -5,6 +5,8 @@ EndpointSlices, and prints each table change with its transition matrix (``watch
 ``watch_render``). Output: a rich live view on a terminal, one plain line per update
 otherwise, ``-o json`` for JSON lines. ``--once`` prints the current table and exits;
 ``--changes N`` exits after N changes; ``--png FILE`` redraws FILE on every update.
+``--sessions`` adds the gateways' real sessions: active now, and per change the sessions it
+moved, summed over the gateway replicas (``watch_sessions``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import queue
 import sys
+import time
 
 from tether.cli.kubectl_plugin import (
     UsageError,
@@ -21,6 +24,7 @@ from tether.cli.kubectl_plugin import (
     prepare,
     tables_namespace,
 )
+from tether.k8s.watch import Event
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +51,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="print the current table and exit")
     p.add_argument("--changes", type=int, metavar="N", help="exit after N table changes")
     p.add_argument("--png", metavar="FILE", help="draw ownership before/after into FILE")
+    add_session_flags(p)
+    p.add_argument(
+        "--sessions-interval", type=float, default=1.0, metavar="S", help="poll period (1 s)"
+    )
     p.set_defaults(func=run)
+
+
+def add_session_flags(p: argparse.ArgumentParser) -> None:
+    """--sessions and where the gateways are (shared with plan)."""
+    from tether.cli.watch_sessions import ADMIN_PORT, GATEWAY_SELECTOR
+
+    g = p.add_argument_group("sessions (read from the gateways through the API server)")
+    g.add_argument(
+        "--sessions", action="store_true", help="show the gateways' active and moved sessions"
+    )
+    g.add_argument("--gateway-namespace", help="the gateways' namespace (--tables-namespace)")
+    g.add_argument("--gateway-selector", default=GATEWAY_SELECTOR, help="gateway pod labels")
+    g.add_argument("--gateway-admin-port", type=int, default=ADMIN_PORT, help="(9901)")
+
+
+def gateways_of(cluster, args: argparse.Namespace) -> tuple:
+    """(cluster, namespace, selector, port) of the gateways, for watch_sessions."""
+    ns = args.gateway_namespace or tables_namespace(args)
+    return cluster, ns, args.gateway_selector, args.gateway_admin_port
 
 
 class _Printer:
@@ -76,7 +103,9 @@ class _Printer:
         """Print (or redraw) one update, and redraw the picture if asked."""
         from tether.cli import watch_render as r
 
-        if self.mode == "json":
+        if u.type == "sessions":
+            self.show_sessions(u)
+        elif self.mode == "json":
             print(r.json_line(u), flush=True)
         elif self.mode == "plain":
             print(r.plain_line(u), flush=True)
@@ -87,6 +116,31 @@ class _Printer:
             from tether.cli.picture import draw_update
 
             draw_update(u, self.png)
+
+    def show_sessions(self, u) -> None:
+        """Print (or redraw) one sessions update."""
+        import json
+
+        from tether.cli import watch_sessions_render as sr
+
+        if self.mode == "json":
+            line = json.dumps(sr.sessions_json(u), separators=(",", ":"), sort_keys=True)
+            print(line, flush=True)
+        elif self.mode == "plain":
+            print(sr.sessions_plain(u), flush=True)
+        else:
+            self.view.add_sessions(sr.sessions_text(u))
+            self.live.update(self.view.renderable(), refresh=True)
+
+
+def _once_sessions(cluster, args, snapshot, out) -> None:
+    from tether.cli.watch_sessions import Sessions, read_gateways
+
+    key = snapshot.view.doc.key
+    items = read_gateways(*gateways_of(cluster, args), key)
+    ev = Event("sessions", "POLL", {"route": key}, tuple(items), time.monotonic(), snapshot.at)
+    for u in Sessions().feed(ev):
+        out.show(u)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,21 +163,44 @@ def run(args: argparse.Namespace) -> int:
             return 1
         with _Printer(mode, title, args.png) as out:
             out.show(snapshot)
+            if args.sessions:
+                _once_sessions(cluster, args, snapshot, out)
         return 0
     tracker = Tracker(port, args.subset)
     events: queue.Queue = queue.Queue()
     sv.watch_slices(cluster, ns, name, events.put)
     sv.watch_tables(cluster, tables_ns, ns, name, events.put)
+    sessions = None
+    if args.sessions:
+        from tether.cli.watch_sessions import Sessions, SessionsPoller
+
+        sessions = Sessions()
+        key = lambda: tracker.view.doc.key if tracker.view is not None else None  # noqa: E731
+        SessionsPoller(events.put, key, *gateways_of(cluster, args), args.sessions_interval).start()
     changes = 0
     waiting_said = False
     with _Printer(mode, title, args.png) as out:
-        while args.changes is None or changes < args.changes:
+        while not _done(args, changes, sessions):
             ev = events.get()
+            if ev.source == "sessions":
+                for u in sessions.feed(ev):
+                    out.show(u)
+                continue
             for u in tracker.feed(ev):
                 out.show(u)
                 changes += u.type == "change"
+                if sessions is not None and u.type == "change":
+                    before = u.previous.doc.checksum if u.previous else None
+                    sessions.expect(before, u.view.doc.checksum, ev.seen)
             if ev.source == "tables" and ev.type == "SYNC" and tracker.view is None:
                 if not waiting_said and mode != "json":
                     print(no_table(cluster, args, name) + "; waiting", file=sys.stderr)
                 waiting_said = True
     return 0
+
+
+def _done(args, changes: int, sessions) -> bool:
+    """--changes N reached (with --sessions: and their sessions shown)."""
+    if args.changes is None or changes < args.changes:
+        return False
+    return sessions is None or (sessions.shown_current and not sessions.expected)

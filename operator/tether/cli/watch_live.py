@@ -29,6 +29,7 @@ class LiveView:
         self.current: Update | None = None
         self.last_change: Update | None = None
         self.history: deque[Update] = deque(maxlen=HISTORY)
+        self.sessions: deque[str] = deque(maxlen=3)  # --sessions: the latest sentences
 
     def add(self, u: Update) -> None:
         """Take one update into the view."""
@@ -36,6 +37,10 @@ class LiveView:
         if u.type == "change":
             self.last_change = u
             self.history.appendleft(u)
+
+    def add_sessions(self, text: str) -> None:
+        """Take one sessions sentence (watch_sessions_render.sessions_text) into the view."""
+        self.sessions.appendleft(text)
 
     def _header(self) -> Panel:
         u = self.current
@@ -99,6 +104,8 @@ class LiveView:
     def renderable(self) -> Group:
         """Everything, top to bottom."""
         parts = [self._header()]
+        if self.sessions:
+            parts.append(Panel(Group(*map(Text, self.sessions)), title="sessions (gateways)"))
         change = self._change()
         if change is not None:
             parts.append(change)

@@ -61,6 +61,7 @@ def update_json(u: Update) -> dict:
             "subset": doc.subset,
         },
         "configMap": view.configmap,
+        "checksum": u.view.doc.checksum if u.view else None,
         **describe_policy(doc),
         "pods": _pods(u.view) if u.view else [],
         "operatorKeysMoved": u.view.operator_moved if u.view else None,
@@ -69,6 +70,7 @@ def update_json(u: Update) -> dict:
         names = labels(u.previous, u.view)
         tr = u.transition
         out["change"] = {
+            "fromChecksum": u.previous.doc.checksum if u.previous else None,
             "readyBefore": u.previous.ready if u.previous else 0,
             "readyAfter": u.view.ready,
             "matrix": [

@@ -1,4 +1,5 @@
-"""Admin listener (separate port): ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz``.
+"""Admin listener (separate port): ``/metrics`` (Prometheus text), ``/healthz``, ``/readyz``,
+``/sessions[?route=ns/name:port]`` (JSON: recent sessions per pod and per swap, sessions_seen).
 
 ``/healthz`` is 200 while the event loop runs. ``/readyz`` is 200 only after the first
 complete table load and before shutdown starts (503 with the reason otherwise), so a
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from urllib.parse import parse_qs
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -37,9 +40,11 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
         writer.close()
         return
     parts = head.split(b"\r\n", 1)[0].split()
-    path = parts[1].split(b"?", 1)[0] if len(parts) > 1 else b"/"
+    path, _, query = parts[1].partition(b"?") if len(parts) > 1 else (b"/", b"", b"")
     ctype = b"text/plain; charset=utf-8"
-    if path == b"/metrics":
+    if path == b"/sessions":
+        status, body, ctype = 200, await sessions_json(gw, query), b"application/json"
+    elif path == b"/metrics":
         status, body, ctype = 200, generate_latest(registry), CONTENT_TYPE_LATEST.encode()
     elif path == b"/healthz":
         status, body = 200, b"ok\n"
@@ -47,7 +52,7 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
         reason = gw.not_ready_reason()
         status, body = (200, b"ready\n") if reason is None else (503, reason.encode() + b"\n")
     else:
-        status, body = 404, b"not found; try /metrics, /healthz, /readyz\n"
+        status, body = 404, b"not found; try /metrics, /healthz, /readyz, /sessions\n"
     reason_phrase = {200: b"OK", 404: b"Not Found", 503: b"Service Unavailable"}[status]
     writer.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: %b\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
@@ -57,6 +62,13 @@ async def _handle(gw, registry, reader: asyncio.StreamReader, writer: asyncio.St
     with contextlib.suppress(OSError):
         await writer.drain()
     writer.close()
+
+
+async def sessions_json(gw, query: bytes) -> bytes:
+    """The body of ``/sessions``: ``route`` (a table key) narrows it to one route."""
+    route = parse_qs(query.decode("latin-1")).get("route", [None])[0]
+    summary = await gw.sessions.summary(gw.router, gw.now(), route)
+    return json.dumps(summary, separators=(",", ":")).encode() + b"\n"
 
 
 async def start_admin(gw, host: str, port: int) -> asyncio.base_events.Server:

@@ -78,6 +78,8 @@ class GatewayConfig:
     session_keys_secret: str = "tether-session-keys"
     session_keys_file: str | None = None
     access_log: str = "stdout"  # off | stdout | a file path
+    session_capacity: int = 65536  # recent sessions kept (20 bytes each; 0: off)
+    session_window: float = 300.0  # a session seen within this many seconds is active
     log_level: str = "info"
     backlog: int = 1024
     extra: dict[str, str] = field(default_factory=dict)

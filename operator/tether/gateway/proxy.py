@@ -518,6 +518,8 @@ class ClientProtocol(UpgradeFlow):
         ex.attempts += 1
         route.active[i] += 1
         route.total_active += 1
+        if ex.hash is not None:  # sessions_seen: this session was just sent to this pod
+            self.gw.seen.store(route.sid, ex.hash, target.sid, self.gw.clock)
         if ex.head is None:
             ex.head = self._build_head(ex)
             ex.pending.insert(0, ex.head)

@@ -46,7 +46,7 @@ class Target:
 
     __slots__ = (
         "authority", "codes", "host", "log_fragment", "log_honour", "log_variants", "pod", "port",
-        "weight",
+        "sid", "weight",
     )  # fmt: skip
 
     def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
@@ -59,6 +59,7 @@ class Target:
         self.log_fragment = ""  # access-log JSON members (upstream, pod, route, affinity)
         self.log_honour = ""  # the same with a session value honoured (native lane)
         self.log_variants: dict[tuple[str, str], str] = {}  # other session decisions
+        self.sid = 0  # the pod's id in the gateway's recent-sessions table (sessions_seen)
 
 
 def _smooth_schedule(weights: list[int]) -> list[int]:
@@ -105,6 +106,7 @@ class Route:
         "rr",
         "schedule",
         "session",
+        "sid",
         "size",
         "table",
         "targets",
@@ -120,6 +122,7 @@ class Route:
         self.hist = None  # metrics attached by the gateway when the route goes live
         self.local_codes: dict[int, int] = {}
         self.total_active = 0
+        self.sid = 0  # the route's id in the recent-sessions table, bound when it goes live
         self.rr = 0
         self.chooser = None
         self.keys: tuple = ()

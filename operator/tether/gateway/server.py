@@ -30,6 +30,7 @@ from .proxy import ClientProtocol
 from .redirect import RedirectProtocol
 from .routes import Router
 from .session_keys import SessionKeys
+from .sessions_seen import SessionsSeen
 from .tables.store import TableStore
 from .tunnel import Tunnel
 from .upstream import Pools, UpstreamConnection
@@ -64,7 +65,9 @@ class Gateway:
         "pools",
         "port",
         "router",
+        "seen",
         "session_keys",
+        "sessions",
         "stopped",
         "stopping",
         "store",
@@ -81,6 +84,9 @@ class Gateway:
         # one tick of their nominal value, and the hot path never asks the loop for the time.
         self.clock = self.now()
         self.router = Router([])
+        self.sessions = SessionsSeen(config.session_capacity, config.session_window,
+                                     self.clock, self.loop)  # fmt: skip
+        self.seen = self.sessions.table  # one store per request (proxy.py and the lane)
         self.pools = Pools(self)
         self.metrics = GatewayMetrics()
         self.metrics.connections = self._connection_counts
@@ -232,6 +238,7 @@ class Gateway:
             if route.session is not None:
                 route.session.counts = metrics.session(route.key)
                 route.session.bind(self.session_keys.ring)
+        self.sessions.swapped(router, self.now())  # sessions: ids, and what each swap moved
         self.router = router
         self.metrics.table_swapped(len(router))
         if router.gone:
@@ -447,6 +454,7 @@ class Gateway:
             if conn.transport is not None:
                 conn.transport.close()
         self.accesslog.close()
+        self.sessions.close()
         self.stopped.set()
 
 

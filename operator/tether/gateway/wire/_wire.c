@@ -658,7 +658,7 @@ PyMODINIT_FUNC PyInit__wire(void) {
     if (PyModule_AddFunctions(m, lane_methods) < 0 ||
         PyModule_AddFunctions(m, accesslog_methods) < 0 ||
         PyModule_AddFunctions(m, session_methods) < 0 || session_init(m) < 0 ||
-        lane_init(m) < 0) {
+        lane_init(m) < 0 || PyModule_AddFunctions(m, seen_methods) < 0 || seen_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -32,7 +32,7 @@ static struct lane {
     PyTypeObject *client_t, *up_t, *ex_t, *route_t, *target_t, *hist_t, *router_t, *gw_t, *cfg_t,
         *pools_t, *log_t, *session_t;
     /* Gateway, GatewayConfig, Pools, AccessLog */
-    Py_ssize_t g_accesslog, g_clock, g_config, g_draining, g_ejected, g_pools, g_router;
+    Py_ssize_t g_accesslog, g_clock, g_config, g_draining, g_ejected, g_pools, g_router, g_seen;
     Py_ssize_t f_idle_timeout, f_max_body_bytes, f_upstream_idle_timeout, f_upstream_timeout;
     Py_ssize_t p_idle, a_buf, a_enabled, a_size;
     /* ClientProtocol */
@@ -54,8 +54,8 @@ static struct lane {
         u_mode, u_reset_parser, u_reused, u_rpaused, u_target, u_transport;
     /* Route, Target, Histogram, Router */
     Py_ssize_t r_active, r_hist, r_lane, r_lane_choose, r_lane_key, r_needle, r_rr, r_schedule,
-        r_size, r_table, r_targets, r_total_active, r_session;
-    Py_ssize_t t_authority, t_codes, t_log_fragment, t_log_honour;
+        r_sid, r_size, r_table, r_targets, r_total_active, r_session;
+    Py_ssize_t t_authority, t_codes, t_log_fragment, t_log_honour, t_sid;
     Py_ssize_t s_check, s_counts, s_index_b, s_needle; /* SessionRoute */
     Py_ssize_t h_counts, h_sum;
     Py_ssize_t ro_cache;
@@ -269,6 +269,28 @@ fail:
 
 static int lane_attach(PyObject *conn, PyObject *ex, PyObject *gw);
 
+/* The hook of sessions_seen in ClientProtocol._send_to: a request with an affinity hash notes
+ * its session (route id, hash) as served by the target's pod now. */
+static int lane_seen(PyObject *gw, PyObject *ex, PyObject *route, PyObject *target) {
+    PyObject *h = SLOT(ex, L.x_hash), *table = SLOT(gw, L.g_seen);
+    if (h == Py_None || table == NULL || Py_TYPE(table) != &SessionTableType) {
+        return 0; /* no affinity hash: not a session (or the table is off) */
+    }
+    /* ids below 2^32 and the hash below 2^64 (Python sets them): masks convert them without
+     * the range checks of PyLong_AsUnsignedLongLong (a byte loop in 3.11) */
+    unsigned long rid = PyLong_AsUnsignedLongMask(SLOT(route, L.r_sid));
+    unsigned long pod = PyLong_AsUnsignedLongMask(SLOT(target, L.t_sid));
+    unsigned long long hv = PyLong_AsUnsignedLongLongMask(h);
+    PyObject *c = SLOT(gw, L.g_clock);
+    double clock = c != NULL && PyFloat_CheckExact(c) ? PyFloat_AS_DOUBLE(c) : PyFloat_AsDouble(c);
+    if ((rid == (unsigned long)-1 || pod == (unsigned long)-1 ||
+         hv == (unsigned long long)-1 || clock == -1.0) && PyErr_Occurred()) {
+        return -1;
+    }
+    seen_store(table, (uint32_t)rid, hv, (uint32_t)pod, clock);
+    return 0;
+}
+
 /* ClientProtocol._send_to for a request whose head is built, onto a pooled connection. */
 static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t i,
                      PyObject *gw) {
@@ -285,7 +307,7 @@ static int lane_send(PyObject *client, PyObject *ex, PyObject *route, Py_ssize_t
     }
     set(ex, L.x_target, target);
     if (slot_add(ex, L.x_attempts, 1) < 0 || list_add(SLOT(route, L.r_active), i, 1) < 0 ||
-        slot_add(route, L.r_total_active, 1) < 0) {
+        slot_add(route, L.r_total_active, 1) < 0 || lane_seen(gw, ex, route, target) < 0) {
         goto out;
     }
     PyObject *idle = gw_idle(gw);
@@ -1173,6 +1195,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(gt, g_ejected, "ejected");
     OFF(gt, g_pools, "pools");
     OFF(gt, g_router, "router");
+    OFF(gt, g_seen, "seen");
     OFF(ft, f_idle_timeout, "idle_timeout");
     OFF(ft, f_max_body_bytes, "max_body_bytes");
     OFF(ft, f_upstream_idle_timeout, "upstream_idle_timeout");
@@ -1285,6 +1308,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(rt, r_needle, "needle");
     OFF(rt, r_rr, "rr");
     OFF(rt, r_schedule, "schedule");
+    OFF(rt, r_sid, "sid");
     OFF(rt, r_size, "size");
     OFF(rt, r_table, "table");
     OFF(rt, r_targets, "targets");
@@ -1298,6 +1322,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(tt, t_codes, "codes");
     OFF(tt, t_log_fragment, "log_fragment");
     OFF(tt, t_log_honour, "log_honour");
+    OFF(tt, t_sid, "sid");
     OFF(ht, h_counts, "counts");
     OFF(ht, h_sum, "sum");
     OFF(rot, ro_cache, "_cache");

@@ -92,6 +92,12 @@ int session_init(PyObject *module);
  * (scratch: 256 bytes); 0 when the Python path must judge it. */
 int session_verify(PyObject *check, const char *value, Py_ssize_t vlen, long long now,
                    const char **addr, Py_ssize_t *alen, unsigned char *scratch);
+/* seen.c: recent sessions (gateway/sessions_seen.py) */
+extern PyMethodDef seen_methods[];
+extern PyTypeObject SessionTableType;
+int seen_init(PyObject *module);
+int seen_check(PyObject *obj); /* obj is a SessionTable */
+void seen_store(PyObject *table, uint32_t route, uint64_t h, uint32_t pod, double clock);
 
 /* lane.c */
 extern PyMethodDef lane_methods[];
