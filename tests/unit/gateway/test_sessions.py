@@ -50,7 +50,7 @@ def _setup(h, n=3, session=None, draining=(), ring=RING, **doc):
 def _publish(h, gw, backends, session=None, draining=(), **doc):
     d = session_document(backends, session or session_policy(), draining, **doc)
     h.write_table("svc.json", d)
-    h.wait(lambda: gw.router.default is not None and gw.router.default.doc.checksum == d.checksum)
+    h.wait(lambda: gw.router.default is not None and gw.router.default.checksum == d.checksum)
     return d
 
 
