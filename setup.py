@@ -30,6 +30,7 @@ setup(
                 "operator/tether/gateway/wire/_wire.c",
                 "operator/tether/gateway/wire/lane.c",
                 "operator/tether/gateway/wire/accesslog.c",
+                "operator/tether/gateway/wire/session.c",
                 "operator/tether/gateway/wire/seen.c",
             ],
             depends=["operator/tether/gateway/wire/wire.h"],

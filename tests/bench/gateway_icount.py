@@ -13,10 +13,14 @@ With the native lane built (``wire/lane.c``) the tether figure is the lane's; se
 write its access log (to /dev/null) as well. tether is measured twice: as configured by
 default (the recent-sessions table on, ``sessions_seen``) and with ``session_capacity=0``
 (table off: the store call returns at once), so the difference is the table's per-request
-cost; each of the 1,000 request cookies is a session.
+cost; each of the 1,000 request cookies is a session. ``--persistent`` adds one more figure:
+the same route with persistent sessions (signed cookies, the Service's session block), every
+request carrying a valid session cookie (issued for its endpoint up to 17 minutes earlier)
+besides ``sid``: the cost of reading and checking the signature on the real path, against the
+hash pick of the first figure.
 
-Usage: python -m tests.bench.gateway_icount [--access-log]   (needs valgrind)
-       python -m tests.bench.gateway_icount --run tether|minimal N   (one measured process)
+Usage: python -m tests.bench.gateway_icount [--access-log] [--persistent]   (needs valgrind)
+       python -m tests.bench.gateway_icount --run tether|persistent|minimal N   (one process)
 """
 
 from __future__ import annotations
@@ -119,6 +123,8 @@ async def _drive(which: str, n: int, access_log: str = "off", sessions: str = "o
     doc = make_document(
         [("127.0.0.1", 9000 + i, f"b{i}") for i in (1, 2, 3)], hash_key=cookie_key("sid", None)
     )
+    if which == "persistent":
+        doc, reqs = _with_persistent(gw, doc, reqs)
     gw.store.apply("bench", doc.dumps())
     gw.store.publish()
     gw.tables_loaded()
@@ -144,12 +150,36 @@ async def _drive(which: str, n: int, access_log: str = "off", sessions: str = "o
     for i in range(200):  # identical warm-up for both
         tether(i)
         minimal(i)
-    step = tether if which == "tether" else minimal
+    step = minimal if which == "minimal" else tether
     for i in range(n):
         step(i)
         if i % 500 == 0:
             client.transport.out.clear()
             mini.t.out.clear()
+
+
+def _with_persistent(gw, doc, reqs: list[bytes]):
+    """The document with a signed cookie session block, the gateway's key ring, and the
+    requests each carrying a valid session cookie for one endpoint (as a browser sends)."""
+    import time
+
+    from tests.unit.gateway.sessions_docs import keyring_json, ring_of, session_policy
+    from tether.hashing.session import issue, spec_from_model
+
+    ring = keyring_json(("k1", b"k" * 32, 0, None))
+    gw.session_keys.load(ring)
+    session = session_policy()
+    doc = doc.model_copy(
+        update={"schema_version": 2, "session": session, "checksum": None}
+    ).sealed()
+    spec = spec_from_model(session, "default", "httpbin")
+    now = int(time.time())
+    out = []
+    for i, req in enumerate(reqs):
+        addr = doc.endpoints[i % 3].authority
+        value, _ = issue(spec, addr, ring_of(ring), now - i)
+        out.append(req[:-4] + b"; shop=" + value.encode() + b"\r\n\r\n")
+    return doc, out
 
 
 def _instructions(which: str, n: int, access_log: bool = False, sessions: str = "on") -> int:
@@ -169,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("WHICH", "N"))
     ap.add_argument("--access-log", action="store_true", help="tether writes its access log")
+    ap.add_argument("--persistent", action="store_true", help="also a persistent-session route")
     args = ap.parse_args(argv)
     if args.run:
         asyncio.run(
@@ -180,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return 2
     per = {}
-    for which, sessions in (("tether", "on"), ("tether", "off"), ("minimal", "on")):
+    runs = [("tether", "on"), ("tether", "off"), ("minimal", "on")]
+    for which, sessions in runs + ([("persistent", "on")] if args.persistent else []):
         n3, n1 = (_instructions(which, n, args.access_log, sessions) for n in (3000, 1000))
         name = which if which == "minimal" else f"{which}, sessions {sessions}"
         per[name] = (n3 - n1) / 2000
@@ -188,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     on, off = per["tether, sessions on"], per["tether, sessions off"]
     print(f"sessions table      {on - off:+9.0f} instructions/request ({on / off - 1:+.2%})")
     print(f"ratio               {on / per['minimal']:9.2f}x the minimal raw-forwarding twin")
+    if args.persistent:
+        extra = per["persistent, sessions on"] - on
+        print(f"persistent sessions {per['persistent, sessions on'] / on:9.2f}x the hash route "
+              f"(+{extra:.0f} instructions/request: read and check the signed cookie)")  # fmt: skip
     from tether.gateway import native, server  # noqa: F401  (server installs the lane)
 
     lane = (

@@ -6,6 +6,16 @@ minimum of 1024 entries, and Maglev 65537) and the real session code (``issue`` 
 ``read_cookie_value`` → ``decide``), on SESSIONS client sessions whose cookie values are
 Envoy-generated hex strings. "Moved" counts sessions that changed pod at least once; "moves"
 counts every change. Timings are best-of-k CPU times of this process; compare the ratios.
+
+Two paths check a signed value. The pure-Python path (``read_cookie_value`` + ``decide``) is
+timed against a Python cookie + Maglev hash pick. The native lane's check (``wire/session.c``,
+``SessionCheck.verify``) is timed through its Python binding: on a value it verified before (the
+cache of verified values, what a browser's repeated requests hit), on values it has not (20,000
+distinct values cycled through the 8,192-entry cache: base64 + HMAC-SHA-256 every time), and
+the call's floor (a value refused before any work), against the lane's hash of the cookie
+(xxHash64, ``xxhash.xxh64_intdigest``, also one C call). ``*_net`` subtracts each call's floor.
+The whole-request figure on the real lane is ``python -m tests.bench.gateway_icount --sessions``
+(instructions, needs valgrind).
 """
 
 from __future__ import annotations
@@ -188,6 +198,32 @@ def costs() -> dict:
     }
 
 
+def native_costs() -> dict:
+    from tether.gateway.wire import _wire
+
+    assert _wire is not None, "the native extension is not built: run `make install`"
+    keys = [(k.id, k.secret, k.activates_at, k.retires_at) for k in RING.keys]
+    check = _wire.SessionCheck(SPEC.context, keys, SPEC.window)
+    address = pod(7)
+    values = [issue(SPEC, address, RING, T0 + i)[0].encode() for i in range(20_000)]
+    now, one, cycle = T0 + 20_000, values[0], itertools.cycle(values)
+    assert {check.verify(v, now) for v in values} == {address.encode()}
+    refused, cookie_value = b"x" * 300, b"d9df64085857d8db"
+    xxh = xxhash.xxh64_intdigest
+    figures = {
+        "verify_cached": per_call_ns(lambda: check.verify(one, now), number=200_000),
+        "verify_uncached": per_call_ns(lambda: check.verify(next(cycle), now)),
+        "verify_call_floor": per_call_ns(lambda: check.verify(refused, now), number=200_000),
+        "next_value_cost": per_call_ns(lambda: next(cycle)) - per_call_ns(lambda: None),
+        "anchor_xxh64_cookie": per_call_ns(lambda: xxh(cookie_value), number=200_000),
+        "xxh64_call_floor": per_call_ns(lambda: xxh(b""), number=200_000),
+    }
+    floor = figures["verify_call_floor"]
+    figures["verify_cached_net"] = figures["verify_cached"] - floor
+    figures["verify_uncached_net"] = figures["verify_uncached"] - floor - figures["next_value_cost"]
+    return figures
+
+
 def test_session_bench():
     load_start = os.getloadavg()
     hashes = session_hashes()
@@ -199,6 +235,11 @@ def test_session_bench():
     anchor = timing["anchor_cookie_maglev_pick"]
     results["per_request_ratio_to_hash_pick"] = {
         k: round(v / anchor, 2) for k, v in timing.items() if k != "anchor_cookie_maglev_pick"
+    }
+    results["native_check_ns"] = native = native_costs()
+    results["native_check_ratio_to_xxh64_call"] = {
+        k: round(native[k] / native["anchor_xxh64_cookie"], 2)
+        for k in ("verify_cached", "verify_uncached")
     }
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     for key, value in results.items():

@@ -9,7 +9,10 @@ CoreDNS and kube-proxy; the gateway is reached from the host at http://127.0.0.1
    cookie: every request reaches one pod, and the ``sticky-session-key`` Set-Cookie is shown;
 4. 1,000 client sessions, then ``kubectl scale --replicas 5``: which sessions moved, per pod,
    and the moved fraction against Envoy's table (the DestinationRule status) and 1/(n+1);
-5. clean up. Exit code 0 only if every step behaved as described.
+5. persistent sessions (``demo_sessions``): back to 3 pods, Istio's persistent-session label
+   on the Service, the same 1,000 browsers keep signed cookies: scale 3→5 moves none of them,
+   deleting one pod moves exactly that pod's sessions;
+6. clean up. Exit code 0 only if every step behaved as described.
 """
 
 from __future__ import annotations
@@ -195,8 +198,9 @@ class Demo:
             "the cookie is set once, on the first reply only",
         )
 
-    def rescale(self, gw: tuple[str, int]) -> None:
-        """Scale 3→5 and check the moved sessions against what the two tables predict."""
+    def rescale(self, gw: tuple[str, int]) -> tuple[list[str], float]:
+        """Scale 3→5 and check the moved sessions against what the two tables predict; the
+        sessions' cookies and the fraction that moved."""
         from tether.reconcile.moved import moved_fraction
 
         n = self.sessions
@@ -248,6 +252,7 @@ class Demo:
             all(b in pods for _, b in moved) and len(set(after)) == 5,
             "sessions spread over all 5 pods",
         )
+        return cookies, frac
 
     def _table(self, columns: tuple[str, ...], rows) -> None:
         from rich.table import Table
@@ -314,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
     """Run every step; 0 only if each check passed."""
     from rich.console import Console
 
+    from tether.cli.demo_sessions import persistent
+
     console = Console()
     started = time.monotonic()
     console.rule(f"[bold]tether demo on {args.cluster}: sticky sessions without a mesh")
@@ -323,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
         gw = demo.deploy()
         demo.spread(gw)
         demo.sticky(gw)
-        demo.rescale(gw)
+        cookies, moved = demo.rescale(gw)
+        persistent(demo, gw, cookies, moved)
         demo.clean()
     except Exception as exc:  # a failed step ends the demo with its reason
         console.print(f"[red]demo failed: {exc}")

@@ -183,3 +183,63 @@ def route_sessions(
     if answers is not None:
         answers.resolve(replies)
     return [r.pod for r in replies]
+
+
+def session_cookie(set_cookies: list[str], name: str) -> str | None:
+    """The ``name=value`` pair of the Set-Cookie named ``name`` (None if there is none)."""
+    for sc in set_cookies:
+        if sc.startswith(f"{name}="):
+            return sc.split(";", 1)[0]
+    return None
+
+
+class SessionClient:
+    """One browser of a persistent-session Service: it keeps the session cookie it is given
+    (and any newer one) and sends it back, as a browser does."""
+
+    def __init__(self, name: str, cookie: str | None = None, other: str | None = None) -> None:
+        self.name = name
+        self.cookie = cookie
+        self.other = other  # another cookie the browser sends along (e.g. the hash rule's)
+        self.pods: list[str] = []  # the pod of every reply, in order
+
+    @property
+    def header(self) -> str | None:
+        """The Cookie header this browser sends."""
+        parts = [c for c in (self.other, self.cookie) if c]
+        return "; ".join(parts) or None
+
+    def take(self, reply: Reply) -> None:
+        """Remember a re-issued session cookie (the gateway moved or refreshed the session)."""
+        fresh = session_cookie(reply.set_cookies, self.name)
+        if fresh is not None:
+            self.cookie = fresh
+
+    @property
+    def moves(self) -> int:
+        """How often consecutive replies came from different pods."""
+        return sum(a != b for a, b in zip(self.pods, self.pods[1:], strict=False))
+
+
+def visit(
+    host: str,
+    port: int,
+    clients: list[SessionClient],
+    path: str = "/get",
+    answers: Answers | None = None,
+    connect_fn=None,
+    headers: dict[str, str] | None = None,
+) -> list[Reply]:
+    """One request per client (its cookie, if any) over one keep-alive connection; each
+    client keeps what the gateway set and records the pod that answered."""
+    conn = Connection(host, port, connect_fn)
+    try:
+        replies = [request(host, port, path, c.header, conn, headers) for c in clients]
+    finally:
+        conn.close()
+    if answers is not None:
+        answers.resolve(replies)
+    for client, reply in zip(clients, replies, strict=True):
+        client.take(reply)
+        client.pods.append(reply.pod)
+    return replies

@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     _add(tls, "tls-min-version", "1.2", "1.2 or 1.3")
     _add(tls, "https-redirect-port", 0,
          "> 0: the plain listener answers 308 to https on this port", int)  # fmt: skip
+    k = p.add_argument_group("persistent sessions")
+    _add(k, "session-keys-secret", "tether-session-keys",
+         "Secret (in --tables-namespace) holding the session-signing keys; '' = none")  # fmt: skip
+    _add(k, "session-keys-file", "", "or: a keyring.json file, re-read when it changes")
     o = p.add_argument_group("operability")
     _add(o, "access-log", "stdout", "off | stdout | FILE")
     _add(o, "log-level", "info", "debug | info | warning | error")
@@ -140,6 +144,8 @@ def config_from_args(args: argparse.Namespace):
         max_pipelined=max(1, args.max_pipelined),
         connect_attempts=max(1, args.connect_attempts),
         eject_seconds=args.eject_seconds,
+        session_keys_secret=args.session_keys_secret,
+        session_keys_file=args.session_keys_file or None,
         access_log=args.access_log,
         log_level=args.log_level,
         session_capacity=_session_capacity(args.session_capacity),

@@ -4,7 +4,10 @@ Fields (always present, in this order): ``time`` (UTC, RFC 3339 with millisecond
 ``path`` (request target as received), ``status``, ``upstream_addr`` (``ip:port`` or ""
 when the gateway answered itself), ``upstream_pod``, ``route`` (table key
 ``ns/name:port`` or ""), ``affinity`` (hash key kind: cookie, header, sourceIp,
-queryParameter, random, roundRobin, leastRequest, or ""), ``hash`` (the 64-bit request hash as
+queryParameter, random, roundRobin, leastRequest, or ""), ``session`` and ``session_reason``
+(the persistent-session decision: honour, pick or reject, and why: valid, absent, expired,
+unavailable, malformed, unsigned, unknown-key, bad-signature, no-keys; "" on routes without
+sessions; never the value), ``hash`` (the 64-bit request hash as
 16 lowercase hex digits, "" when none), ``cookie_generated``, ``duration_ms`` (request head
 complete → response complete), ``bytes`` (response body bytes sent), ``client`` (client IP
 used for XFF/sourceIp), ``attempts`` (upstreams tried), ``error`` ("" or why the gateway
@@ -59,11 +62,14 @@ def format_line(
     )
 
 
-def fragment(upstream: str, pod: str, route: str, affinity: str) -> str:
-    """The JSON members that only depend on (target, route): built once, reused per line."""
+def fragment(
+    upstream: str, pod: str, route: str, affinity: str, session: str = "", reason: str = ""
+) -> str:
+    """The JSON members that only depend on (target, route) and the session decision: built
+    once per combination, reused per line."""
     return (
         f'"upstream_addr":"{upstream}","upstream_pod":{_js(pod)},"route":{_js(route)},'
-        f'"affinity":"{affinity}"'
+        f'"affinity":"{affinity}","session":"{session}","session_reason":"{reason}"'
     )
 
 

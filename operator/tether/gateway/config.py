@@ -73,6 +73,10 @@ class GatewayConfig:
     shutdown_delay: float = 0.0  # SIGTERM: keep serving (not ready) this long before draining
     tls: TLSConfig | None = None  # a TLS listener and where its certificates come from
     https_redirect_port: int = 0  # > 0: the plain listener redirects to https on this port
+    # Session-signing keys: the Secret of that name in tables_namespace (ConfigMap tables only),
+    # or a keyring.json file; "" / None = none (signed session values cannot be issued).
+    session_keys_secret: str = "tether-session-keys"
+    session_keys_file: str | None = None
     access_log: str = "stdout"  # off | stdout | a file path
     session_capacity: int = 65536  # recent sessions kept (20 bytes each; 0: off)
     session_window: float = 300.0  # a session seen within this many seconds is active

@@ -36,6 +36,7 @@ class Exchange:
         "conn_drop",  # header names listed in the request's Connection header
         "cookies",  # Cookie header values
         "error",  # why the gateway answered itself ("" otherwise)
+        "extra_lines",  # response header lines the gateway adds besides Set-Cookie (sessions)
         "finished",
         "generated",  # generated affinity cookie value, or None
         "hash",  # the request's affinity hash, or None
@@ -59,9 +60,12 @@ class Exchange:
         "raw_start",
         "remote_ip",
         "resp_bytes",  # response body bytes relayed
+        "resp_drop",  # lower-case name of an upstream response header to drop, or None
         "resp_started",
         "route",
         "saw_connection",
+        "session",  # the session decision (sessions.Decision), None without sessions
+        "session_reading",  # the judged session value it came from
         "set_cookie",
         "stale_retry",
         "status",
@@ -71,6 +75,7 @@ class Exchange:
         "tried",
         "upgrade",  # the Upgrade value to forward (a protocol switch may follow), else None
         "upstream",
+        "where",  # the access log's route/target members when they differ from the target's
         "xff",
         "xfp",
     )
@@ -87,6 +92,8 @@ class Exchange:
         self.route = self.target = self.upstream = self.head = self.tried = self.upgrade = None
         self.index = -1
         self.hash = self.rand = self.key_text = self.generated = self.set_cookie = None
+        self.session = self.session_reading = self.extra_lines = self.resp_drop = None
+        self.where = None
         self.attempt = self.attempts = self.body_size = self.pending_size = 0
         self.status = self.resp_bytes = 0
         self.t0 = self.t_up = 0.0

@@ -22,6 +22,12 @@ Names:
   ``tether_gateway_tunnels_closed_total{reason}``, ``tether_gateway_tunnel_bytes_total{from}``
 - ``tether_gateway_tls_certificates``, ``tether_gateway_tls_certificate_expiry_seconds{name}``
   (Unix time), ``tether_gateway_tls_load_errors_total{name}``
+- persistent sessions: ``tether_gateway_session_decisions_total{route,action,reason}``,
+  ``tether_gateway_session_values_rejected_total{route,reason}`` (malformed, unsigned,
+  unknown-key, bad-signature), ``tether_gateway_session_values_issued_total{route}``,
+  ``tether_gateway_session_values_unsigned_total{route}`` (no key ring to sign with yet),
+  ``tether_gateway_session_keys`` (keys in the ring), ``tether_gateway_session_keyring_loads_total
+  {result}`` (ok, error: the last good ring stays)
 """
 
 from __future__ import annotations
@@ -116,6 +122,16 @@ class GatewayMetrics(Collector):
         self.tunnel_bytes: defaultdict[str, int] = defaultdict(int)  # by side read from
         self.certificates = lambda: {}  # set by the gateway: name -> not-after Unix time
         self.tls_load_errors: defaultdict[str, int] = defaultdict(int)
+        self.sessions: dict[str, dict[str, int]] = {}  # route -> sessions.py counter names
+        self.session_keys = lambda: 0  # set by the gateway: keys in the ring
+        self.keyring_loads: defaultdict[str, int] = defaultdict(int)  # ok | error
+
+    def session(self, route: str) -> dict[str, int]:
+        """The live session counters of one route (created on first use)."""
+        counts = self.sessions.get(route)
+        if counts is None:
+            counts = self.sessions[route] = {}
+        return counts
 
     def codes(self, route: str, upstream: str) -> dict[int, int]:
         """The live {status: count} dict of one (route, upstream) pair (created on first use)."""
@@ -209,6 +225,56 @@ class GatewayMetrics(Collector):
             conns.add_metric([state], n)
         yield conns
         yield from self._tunnels_and_tls()
+        yield from self._sessions()
+
+    def _sessions(self):
+        decisions = CounterMetricFamily(
+            "tether_gateway_session_decisions",
+            "Persistent-session decisions: honour the value's endpoint, pick (soft policy), or "
+            "reject (strict), by reason.",
+            labels=["route", "action", "reason"],
+        )
+        rejected = CounterMetricFamily(
+            "tether_gateway_session_values_rejected",
+            "Session values refused (forged, tampered, unsigned or unknown key): treated as "
+            "absent, never forwarded to the address they name.",
+            labels=["route", "reason"],
+        )
+        issued = CounterMetricFamily(
+            "tether_gateway_session_values_issued",
+            "Session values written (Set-Cookie or the session header).",
+            labels=["route"],
+        )
+        unsigned = CounterMetricFamily(
+            "tether_gateway_session_values_unsigned",
+            "Session values that could not be written: no key ring to sign with yet.",
+            labels=["route"],
+        )
+        for route, counts in list(self.sessions.items()):
+            for name, n in list(counts.items()):
+                kind, _, reason = name.partition("/")
+                if kind == "rejected":
+                    rejected.add_metric([route, reason], n)
+                elif kind == "issued":
+                    issued.add_metric([route], n)
+                elif kind == "no-keys":
+                    unsigned.add_metric([route], n)
+                else:
+                    decisions.add_metric([route, kind, reason], n)
+        yield decisions
+        yield rejected
+        yield issued
+        yield unsigned
+        yield GaugeMetricFamily(
+            "tether_gateway_session_keys", "Keys in the session-signing key ring.",
+            value=self.session_keys(),
+        )  # fmt: skip
+        yield _counter(
+            "tether_gateway_session_keyring_loads",
+            "Key ring loads from the Secret (error: the last good ring stays in use).",
+            "result",
+            self.keyring_loads,
+        )
 
     def _tunnels_and_tls(self):
         yield GaugeMetricFamily(

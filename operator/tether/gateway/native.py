@@ -26,6 +26,7 @@ from .exchange import Exchange, exchange_template
 from .metrics import BUCKETS, Histogram
 from .proxy import ClientProtocol
 from .routes import Route, Router, Target
+from .sessions import SessionRoute
 from .upstream import M_RAW_CLOSE, Pools, UpstreamConnection
 from .wire import _wire
 
@@ -42,7 +43,7 @@ def install(gateway_cls: type) -> None:
         return
     classes = (
         AccessLog, ClientProtocol, Exchange, gateway_cls, GatewayConfig, Histogram, Pools, Route,
-        Router, Target, UpstreamConnection,
+        Router, SessionRoute, Target, UpstreamConnection,
     )  # fmt: skip
     _NATIVE = _wire.lane_bind(
         {cls.__name__: cls for cls in classes},

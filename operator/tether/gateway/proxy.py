@@ -40,6 +40,14 @@ from .http import (
     connection_tokens,
 )
 from .request import Refuse, check_host, check_target, check_version, declared_length
+from .sessions import (
+    HONOUR,
+    REJECT,
+    STRICT_REFUSAL,
+    decide_request,
+    honoured_index,
+    prepare_write,
+)
 from .upgrade import UpgradeFlow
 from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 
@@ -490,6 +498,17 @@ class ClientProtocol(UpgradeFlow):
         ex.route = route
         if self.peer_trusted and ex.xff is not None:
             ex.remote_ip = gw.client_ip(ex.xff, self.peer_ip)
+        sroute = route.session
+        if sroute is not None:  # hard before soft (sessions.py)
+            d = decide_request(sroute, ex, gw.session_keys.ring)
+            if d is not None:
+                if d.action == REJECT:
+                    self.local_response(ex, 503, STRICT_REFUSAL)
+                    return
+                i = honoured_index(sroute, d)
+                if i is not None:
+                    self._send_to(ex, i)
+                    return
         ejected = gw.ejected
         if ejected:
             i = route.pick(ex, 0, None, ejected)
@@ -509,6 +528,8 @@ class ClientProtocol(UpgradeFlow):
         target = route.targets[i]
         ex.index = i
         ex.target = target
+        if ex.session is not None:
+            prepare_write(self.gw, ex, target)
         ex.attempts += 1
         route.active[i] += 1
         route.total_active += 1
@@ -572,6 +593,10 @@ class ClientProtocol(UpgradeFlow):
         if ex.tried is None:
             ex.tried = set()
         ex.tried.add(tried_index)
+        d = ex.session
+        if d is not None and d.action == HONOUR and ex.route.session.spec.strict:
+            self.local_response(ex, 503, f"{STRICT_REFUSAL}: {target.authority}: {why}")
+            return
         if ex.attempts < gw.config.connect_attempts:
             route = ex.route
             i = route.pick(ex, ex.attempt + 1, ex.tried, gw.ejected)

@@ -10,6 +10,9 @@ Invariants:
   Parts that are the same for many routes (a uniform round-robin schedule, a hash key) are
   shared. So a route is a handful of objects for the cyclic collector, whatever its table
   size, and references nothing that leads back to it.
+- ``targets[:n_ready]`` are the ready endpoints, the only ones the soft policy (table, round
+  robin, …) ever picks; a route with persistent sessions appends the endpoints that drain
+  (terminating but serving), which only an honoured session value reaches (``sessions``).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from xxhash import xxh64_intdigest
 from tether.hashing import CookieKey, HeaderKey, Maglev, SourceIpKey
 from tether.hashing.keys.config import key_from_model
 from tether.hashing.keys.parse import cookie_needle, scan_cookie
+from tether.hashing.session import DRAINING, endpoint_states, spec_from_model
 from tether.models.table import TableDocument, TableDocumentError
 
 from .accesslog import fragment
 from .exchange import NOT_FORWARDED
 from .lookup import bounded, build_chooser, ready_endpoints
 from .router import Router
+from .sessions import SessionRoute
 
 __all__ = ["Route", "Router", "Target", "build_route"]
 
@@ -38,14 +43,17 @@ _getrandbits = _RANDOM.getrandbits
 
 # What the native lane (wire/lane.c) evaluates itself for a request's first attempt when no
 # endpoint is ejected; anything else goes to Route.pick_first.
-LANE_PYTHON, LANE_ROUND_ROBIN, LANE_HASH = 0, 1, 2
+LANE_PYTHON, LANE_ROUND_ROBIN, LANE_HASH, LANE_SESSION = 0, 1, 2, 3
 KEY_COOKIE, KEY_HEADER, KEY_SOURCE_IP = 1, 2, 3
 
 
 class Target:
     """One ready endpoint: where to connect and what to log."""
 
-    __slots__ = ("authority", "codes", "host", "log_fragment", "pod", "port", "sid", "weight")
+    __slots__ = (
+        "authority", "codes", "host", "log_fragment", "log_honour", "log_variants", "pod", "port",
+        "sid", "weight",
+    )  # fmt: skip
 
     def __init__(self, host: str, port: int, pod: str | None, weight: int) -> None:
         self.host = host
@@ -55,6 +63,8 @@ class Target:
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.codes: dict[int, int] = {}  # replaced by the gateway's live metrics dict
         self.log_fragment = ""  # access-log JSON members (upstream, pod, route, affinity)
+        self.log_honour = ""  # the same with a session value honoured (native lane)
+        self.log_variants: dict[tuple[str, str], str] = {}  # other session decisions
         self.sid = 0  # the pod's id in the gateway's recent-sessions table (sessions_seen)
 
 
@@ -82,8 +92,6 @@ def _session_pods(doc: TableDocument) -> tuple[str, ...]:
     """(authority, pod, authority, pod, …) of the endpoints a persistent session may stay on
     (``endpoint_states``: the ready ones, and terminating ones that still serve while the
     session drains), in document order; flat, so one object for the collector."""
-    from tether.hashing.session.decide import endpoint_states
-
     states = endpoint_states(doc.endpoints, doc.session.drain if doc.session else True)
     out: list[str] = []
     for ep in doc.endpoints:
@@ -133,12 +141,14 @@ class Route:
         "lane_key",
         "local_codes",
         "mode",
+        "n_ready",
         "name",
         "namespace",
         "needle",
         "port",
         "rr",
         "schedule",
+        "session",
         "session_pods",
         "sid",
         "size",
@@ -202,13 +212,36 @@ class Route:
             )
             self.kind = {"least": "leastRequest", "random": "random"}.get(self.mode, "roundRobin")
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
+        self.n_ready = len(self.targets)
+        self.session = None if doc.session is None else self._sessions(doc)
         self.authorities = tuple(dict.fromkeys(t.authority for t in self.targets))
         for target in self.targets:
             target.log_fragment = fragment(target.authority, target.pod, self.key, self.kind)
+            if self.session is not None:
+                target.log_honour = fragment(
+                    target.authority, target.pod, self.key, self.kind, "honour", "valid"
+                )
         self._lane_hints()
+
+    def _sessions(self, doc: TableDocument) -> SessionRoute:
+        """The session map; draining endpoints become targets after the ready ones."""
+        svc = doc.service
+        spec = spec_from_model(doc.session, svc.namespace, svc.name)
+        states = endpoint_states(doc.endpoints, spec.drain)
+        index = {t.authority: i for i, t in enumerate(self.targets)}
+        for ep in doc.endpoints:
+            if states.get(ep.authority) == DRAINING and ep.authority not in index:
+                index[ep.authority] = len(self.targets)
+                self.targets.append(Target(ep.address, ep.port, ep.pod, ep.weight))
+        self.active = [0] * len(self.targets)
+        return SessionRoute(spec, states, index)
 
     def _lane_hints(self) -> None:
         """Fill lane/lane_key/needle/table/size/lane_choose (see LANE_*; Python decides else)."""
+        if self.session is not None:
+            # the lane honours valid signed cookies itself; everything else goes to Python
+            self.lane = LANE_SESSION if self.session.native_ok else LANE_PYTHON
+            return
         if not self.targets:
             return
         if self.mode == "rr":
@@ -256,7 +289,7 @@ class Route:
             if value:
                 h = request.hash = xxh64_intdigest(value)
                 return self.table[h % self.size]
-        if self.mode != "hash" or self.is_ketama or not self.targets:
+        if self.mode != "hash" or self.is_ketama or not self.n_ready:
             return self.pick(request, 0, None, None)
         key = self.hkey
         h = (
@@ -271,7 +304,7 @@ class Route:
 
     def pick(self, request, attempt: int, tried: set | None, ejected: dict | None) -> int | None:
         """Target index for this attempt, skipping tried/ejected targets when others remain."""
-        n = len(self.targets)
+        n = self.n_ready
         if not n:
             return None
         mode = self.mode

@@ -1,8 +1,9 @@
 """The gateway process: listeners, table source, timeout sweeper, graceful shutdown.
 
 Lifecycle invariants:
-- Not ready until the table source (and the TLS certificate source, when TLS is on) finished
-  its first complete load; not ready again from the moment shutdown starts (SIGTERM/SIGINT).
+- Not ready until the table source (and the TLS certificate source, when TLS is on, and the
+  session key source, when one is configured) finished its first complete load; not ready
+  again from the moment shutdown starts (SIGTERM/SIGINT).
 - Shutdown: wait ``shutdown_delay`` (still serving, readiness already 503), stop accepting,
   close idle keep-alive connections, let in-flight requests finish (their responses carry
   ``Connection: close``) and tunnels run for at most ``drain_timeout``; then close tunnels
@@ -28,6 +29,7 @@ from .metrics import BUCKETS, GatewayMetrics
 from .proxy import ClientProtocol
 from .redirect import RedirectProtocol
 from .routes import Router
+from .session_keys import SessionKeys
 from .sessions_seen import SessionsSeen
 from .tables.store import TableStore
 from .tunnel import Tunnel
@@ -55,6 +57,7 @@ class Gateway:
         "config",
         "draining",
         "ejected",
+        "keys_loaded",
         "loaded",
         "loop",
         "metrics",
@@ -63,6 +66,7 @@ class Gateway:
         "port",
         "router",
         "seen",
+        "session_keys",
         "sessions",
         "stopped",
         "stopping",
@@ -95,6 +99,14 @@ class Gateway:
         self.certs = None  # tls.certs.CertStore when a TLS listener is configured
         self.certs_loaded = config.tls is None
         self.ejected: dict[str, float] = {}
+        self.session_keys = SessionKeys(self.metrics.keyring_loads)
+        self.session_keys.on_change = self._keys_changed
+        self.metrics.session_keys = lambda: (
+            len(self.session_keys.ring.keys) if (self.session_keys.ring is not None) else 0
+        )
+        self.keys_loaded = not (config.session_keys_file or (
+            config.session_keys_secret and config.tables_namespace and not config.tables_dir
+        ))  # fmt: skip
         self.draining = False
         self.loaded = False
         self.stopping = False
@@ -193,10 +205,20 @@ class Gateway:
         route = ex.route
         target = ex.target
         rkey = route.key if route is not None else ""
+        d = ex.session
         if ex.local or target is None:
-            where = fragment("", "", rkey, route.kind if route is not None else "")
-        else:
+            kind = route.kind if route is not None else ""
+            where = fragment("", "", rkey, kind, *((d.action, d.reason) if d else ()))
+        elif ex.where is not None:
+            where = ex.where
+        elif d is None:
             where = target.log_fragment
+        else:
+            where = target.log_variants.get((d.action, d.reason))
+            if where is None:
+                where = target.log_variants[(d.action, d.reason)] = fragment(
+                    target.authority, target.pod, rkey, route.kind, d.action, d.reason
+                )
         self.accesslog.write_line(
             ex.method, ex.path, ex.status, where, ex.hash, ex.generated is not None,
             end - ex.t0, ex.resp_bytes, ex.remote_ip, ex.attempts, ex.error,
@@ -213,12 +235,51 @@ class Gateway:
             route.local_codes = metrics.codes(route.key, "")
             for target in route.targets:
                 target.codes = metrics.codes(route.key, target.authority)
+            if route.session is not None:
+                route.session.counts = metrics.session(route.key)
+                route.session.bind(self.session_keys.ring)
         self.sessions.swapped(router, self.now())  # sessions: ids, and what each swap moved
         self.router = router
         self.metrics.table_swapped(len(router))
         if router.gone:
             self.pools.expire(self.now(), keep=router.authorities)
         log.info("tables: generation %d, %d routes", self.metrics.table_generation, len(router))
+
+    def _keys_changed(self, ring) -> None:
+        """A new key ring: every session route's native check follows it."""
+        for route in self.router.routes:
+            if route.session is not None:
+                route.session.bind(ring)
+
+    def _keys_loaded(self) -> None:
+        self.keys_loaded = True
+        self.metrics.ready = self.not_ready_reason() is None
+
+    async def _keys(self) -> None:
+        cfg = self.config
+        try:
+            if cfg.session_keys_file:
+                from .session_keys import watch_key_file
+
+                await watch_key_file(
+                    cfg.session_keys_file, self.session_keys, cfg.poll_interval, self._keys_loaded
+                )
+            elif not self.keys_loaded:
+                from .session_keys import secret_watcher
+                from .tables.kube import load_credentials
+
+                creds = await self.loop.run_in_executor(None, load_credentials)
+                await secret_watcher(
+                    creds,
+                    cfg.tables_namespace,
+                    cfg.session_keys_secret,
+                    self.session_keys,
+                    self._keys_loaded,
+                ).run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("session key source failed; the gateway keeps its key ring")
 
     def _table_error(self, source: str, why: str) -> None:
         self.metrics.table_load_errors[source] += 1
@@ -227,7 +288,7 @@ class Gateway:
     def tables_loaded(self) -> None:
         """The table source completed its first full load."""
         self.loaded = True
-        self.metrics.ready = self.certs_loaded
+        self.metrics.ready = self.certs_loaded and self.keys_loaded
         # Everything alive now (modules, tables) lives for the process: keep the cyclic GC
         # from re-traversing it (the table worker freezes after every slice it commits, too),
         # and collect young objects less often; cycle collection measured ~12 % of CPU.
@@ -246,11 +307,13 @@ class Gateway:
             return "tables not loaded yet"
         if not self.certs_loaded:
             return "TLS certificates not loaded yet"
+        if not self.keys_loaded:
+            return "session keys not loaded yet"
         return None
 
     def _certs_loaded(self) -> None:
         self.certs_loaded = True
-        self.metrics.ready = self.loaded
+        self.metrics.ready = self.loaded and self.keys_loaded
 
     def _connection_counts(self) -> dict[str, int]:
         idle = self.pools.count()
@@ -278,6 +341,7 @@ class Gateway:
             self.admin_port = self._admin.sockets[0].getsockname()[1]
         self._tasks.append(self.loop.create_task(self._sweep()))
         self._tasks.append(self.loop.create_task(self._tables()))
+        self._tasks.append(self.loop.create_task(self._keys()))
 
     async def _start_tls(self) -> None:
         from .tls.certs import CertStore

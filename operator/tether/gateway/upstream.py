@@ -8,7 +8,8 @@ Invariants:
   close pass through raw), so bytes an upstream sends after the end of a response can never
   reach the client: not after a complete response, nor a body after a response that has none
   (HEAD, 1xx, 204, 304); the connection that sent them is dropped.
-- The response head is forwarded as received, minus hop-by-hop lines, plus the gateway's lines;
+- The response head is forwarded as received, minus hop-by-hop lines, plus the gateway's lines
+  (Set-Cookie, a session value, Connection; a session header replaces the upstream's copy);
   a head over ``MAX_UPSTREAM_HEAD`` bytes is a bad response (502).
 - Timers (the sweeper): ``upstream_timeout`` of inactivity from the last request byte written
   to the response head, then between response reads; it does not run while the gateway itself
@@ -189,6 +190,7 @@ class UpstreamConnection(asyncio.Protocol):
             gw = self.gw
             if (
                 ex.set_cookie is None
+                and ex.extra_lines is None
                 and ex.keep_alive
                 and ex.body_done
                 and not ex.http10
@@ -197,7 +199,8 @@ class UpstreamConnection(asyncio.Protocol):
                 extra = b""
             else:
                 extra = _extra(ex, gw.draining)
-            r = scan_response(data, extra, ex.is_head)
+            # a header the gateway replaces (header sessions) is dropped by the llhttp path
+            r = scan_response(data, extra, ex.is_head) if ex.resp_drop is None else None
             if r is not None:
                 out, status, body, left, keep = r
                 self.head_wait = False
@@ -331,6 +334,10 @@ class UpstreamConnection(asyncio.Protocol):
         ex.status = status
         head, flags = response_head(head)
         extra = b"" if ex.set_cookie is None else b"set-cookie: " + ex.set_cookie + b"\r\n"
+        if ex.extra_lines is not None:
+            extra += ex.extra_lines
+            if ex.resp_drop is not None:
+                head = _drop_line(head, head.lower(), b"\r\n" + ex.resp_drop + b":")
         mode = M_LENGTH
         close = not ex.keep_alive or not ex.body_done or self.gw.draining
         if ex.http10 and flags & (F_CHUNKED | F_TE):  # never sent to an HTTP/1.0 client
@@ -391,12 +398,20 @@ def _switching(parser, ex: Exchange, head: bytes) -> bytes:
     extra = b"connection: upgrade\r\nupgrade: " + value + b"\r\n"
     if ex.set_cookie is not None:
         extra += b"set-cookie: " + ex.set_cookie + b"\r\n"
-    return strip_response_hop_headers(head)[0][:-2] + extra + b"\r\n"
+    out = strip_response_hop_headers(head)[0]
+    if ex.extra_lines is not None:
+        extra += ex.extra_lines
+        if ex.resp_drop is not None:
+            out = _drop_line(out, out.lower(), b"\r\n" + ex.resp_drop + b":")
+    return out[:-2] + extra + b"\r\n"
 
 
 def _extra(ex: Exchange, draining: bool) -> bytes:
-    """Lines the gateway adds to a Content-Length response head: Set-Cookie, Connection."""
+    """Lines the gateway adds to a Content-Length response head: Set-Cookie, the session
+    value, Connection."""
     extra = b"" if ex.set_cookie is None else b"set-cookie: " + ex.set_cookie + b"\r\n"
+    if ex.extra_lines is not None:
+        extra += ex.extra_lines
     if not ex.keep_alive or not ex.body_done or draining:
         extra += b"connection: close\r\n"
     elif ex.http10:

@@ -13,6 +13,8 @@ Services once) and handed to ``mark``:
 - DestinationRule spec change → the Services its old and new host select, the Services whose
   last plan involved it, and ``("#rule", key)`` (its status); a status-only change (such as
   tether's own status write) → ``("#rule", key)`` only;
+- BackendLBPolicy → the Services it targets and policy statuses (``handlers.policies``); a
+  Service event also marks the status of the policies that target it;
 - table ConfigMap changed by anyone but this replica (edited, deleted, created by another
   writer) → the Service it belongs to, which is then repaired. The operator's own writes are
   recorded with ``put_local`` and never come back as a change.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.handlers import metrics
+from tether.handlers.policies import PolicyEntry, SessionIndex, policy_entry
 from tether.k8s import kopf_io
 from tether.k8s.informer import Informer
 from tether.k8s.tables import LiveTable, parse_table
@@ -33,12 +36,14 @@ from tether.models import table as t
 from tether.models.cluster import SERVICE_NAME_LABEL, ServiceInfo, SliceInfo
 from tether.models.cluster import parse_endpointslice as _parse_slice
 from tether.models.cluster import parse_service as _parse_service
+from tether.models.session import COOKIE_LABEL, HEADER_LABEL
 from tether.models.validation import ValidationResult, check
 from tether.reconcile.plan import Rule
 from tether.reconcile.rule_index import RuleIndex
 
 Key = tuple[str, str]
 Mark = Callable[..., None]
+SESSION_LABELS = frozenset({COOKIE_LABEL, HEADER_LABEL})
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,12 @@ def rule_entry(body: Mapping[str, Any]) -> RuleEntry:
 
 
 def parse_service(obj: Mapping[str, Any]) -> ServiceInfo:
-    """A Service, keeping only tether's annotations (not kubectl's last-applied copy)."""
+    """A Service, keeping only tether's annotations (not kubectl's last-applied copy) and
+    Istio's persistent-session labels (the only labels tether reads)."""
     meta = obj.get("metadata") or {}
     notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("tether.")}
-    return _parse_service({**obj, "metadata": {**meta, "annotations": notes}})
+    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k in SESSION_LABELS}
+    return _parse_service({**obj, "metadata": {**meta, "annotations": notes, "labels": labels}})
 
 
 def parse_pod(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -142,7 +149,15 @@ class ClusterView:
             "tables", settings, kopf_io.CONFIGMAPS, parse_table, namespace=tables_namespace,
             labels=f"{t.TABLE_LABEL}={t.TABLE_LABEL_VALUE}", on_change=self._on_table,
         )  # fmt: skip
-        self.informers = (self.services, self.slices, self.pods, self.rules, self.tables)
+        # Gateway API is optional: no CRD (404) or no RBAC rule (403) is an empty list.
+        self.policies: Informer[PolicyEntry] = Informer(
+            "backendlbpolicies", settings, kopf_io.BACKENDLBPOLICIES, policy_entry,
+            namespaces=ns, on_change=self._on_policy, optional=True,
+        )  # fmt: skip
+        self.sessions = SessionIndex(self.services.get, self.policies.get)
+        self.informers = (
+            self.services, self.slices, self.pods, self.rules, self.tables, self.policies
+        )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- running -----------------------------------------------------------------------------
@@ -199,6 +214,7 @@ class ClusterView:
         keys: dict[Hashable, None] = dict.fromkeys(self.services.store)
         keys.update(dict.fromkeys(k for k, names in self.owned.items() if names))
         keys.update(dict.fromkeys(("#rule", f"{ns}/{n}") for ns, n in self.rules.store))
+        keys.update(dict.fromkeys(("#policy", f"{ns}/{n}") for ns, n in self.policies.store))
         return list(keys)
 
     def entries(self) -> list[RuleEntry]:
@@ -208,7 +224,10 @@ class ClusterView:
     # -- event → dirty keys ------------------------------------------------------------------
 
     def _on_service(self, key: Key, old: Any, new: Any) -> None:
-        self.mark(key)
+        self.mark(key, *self.sessions.on_service(key))
+
+    def _on_policy(self, key: Key, old: PolicyEntry | None, new: PolicyEntry | None) -> None:
+        self.mark(*self.sessions.on_policy(key, old, new))
 
     def _on_slice(self, key: Key, old: SliceInfo | None, new: SliceInfo | None) -> None:
         dirty = []

@@ -5,7 +5,11 @@
 writes only those that differ, with the live resourceVersion as a precondition
 (``tether.k8s.tables``); it deletes the live tables nobody wants any more, patches the status
 of the DestinationRules involved (only when it changed) and posts one Event per table whose
-content changed. Running it twice on the same cluster state writes nothing the second time.
+content changed. Persistent sessions come from ``view.sessions`` (Istio labels, BackendLBPolicy)
+into every table of the Service; the status of the BackendLBPolicies involved is patched only
+when it changed, and problems with a Service's session settings are posted once as a Warning
+Event on the Service. Running it twice on the same cluster state writes nothing the second
+time.
 
 It writes only while ``may_write()`` holds (this replica leads and its caches are synced),
 checked again right before every single write: a replica that stands by writes nothing.
@@ -23,9 +27,17 @@ from datetime import UTC, datetime
 from tether.handlers import metrics
 from tether.handlers.cluster import ClusterView, RuleEntry
 from tether.handlers.pipeline import Pipeline
+from tether.handlers.policies import POLICY, publish_statuses
 from tether.k8s import kopf_io
 from tether.k8s.events import EventPoster
-from tether.k8s.tables import LiveTable, RuleStatus, TableWriter, needs_write, table_body
+from tether.k8s.tables import (
+    LiveTable,
+    RuleStatus,
+    StatusPatch,
+    TableWriter,
+    needs_write,
+    table_body,
+)
 from tether.models import table as t
 from tether.reconcile import status as rstatus
 from tether.reconcile.hosts import resolve_host
@@ -70,7 +82,13 @@ class Controller:
     rule_status: RuleStatus
     events: EventPoster
     may_write: Callable[[], bool] = lambda: True
+    policy_status: StatusPatch | None = None  # None: BackendLBPolicy status is not written
     plans: dict[tuple[str, str], ServicePlan] = field(default_factory=dict)  # with rules only
+    with_sessions: set[tuple[str, str]] = field(default_factory=set)
+    session_notes: dict[tuple[str, str], str] = field(default_factory=dict)  # last posted
+
+    def __post_init__(self) -> None:
+        metrics.SESSION_SERVICES.set_function(lambda: len(self.with_sessions))
 
     def _settings(self) -> PlanSettings:
         quiet = SYSTEM_NAMESPACES | {self.config.tables_namespace, *self.config.quiet_namespaces}
@@ -96,12 +114,16 @@ class Controller:
             return set()
         settings = self._settings()
         touched: set[str] = set()
+        policies: set[str] = set()
         pipe = Pipeline(self.config.write_concurrency)
         for i, (key, first_event) in enumerate(batch.items()):
             if i and i % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let watch events and keep-alives in
             if isinstance(key, tuple) and key and key[0] == "#rule":
                 touched.add(key[1])
+                continue
+            if isinstance(key, tuple) and key and key[0] == POLICY:
+                policies.add(key[1])
                 continue
             if key in self.plans:  # rules involved before (host changed, rule deleted)
                 touched |= set(self.plans[key].rules)
@@ -110,8 +132,10 @@ class Controller:
             slices = self.view.slices_of(key) if svc else []
             live = self.view.tables_of(key)
             rules = self.view.rule_index.candidates(*key) if svc else []
+            session = self._session(key, svc)
+            policies |= self.view.sessions.policies_of(key)
             plan = plan_service(
-                svc, slices, self._labels(key, slices), rules, documents(live), settings
+                svc, slices, self._labels(key, slices), rules, documents(live), settings, session
             )
             metrics.REBUILD_SECONDS.observe(time.perf_counter() - started)
             self._remember(key, plan)
@@ -126,8 +150,30 @@ class Controller:
                 await pipe.submit(key, self._delete(key, live[name]))
         failed = await pipe.drain()
         await self._publish_status(touched)
+        if self.policy_status is not None and policies:
+            await publish_statuses(
+                self.view.sessions, self.view.policies.get, self.policy_status, policies,
+                self.may_write,
+            )  # fmt: skip
         metrics.SYNCS.inc()
         return failed
+
+    def _session(self, key: tuple[str, str], svc) -> t.SessionPolicy | None:
+        """The Service's session block; its problems posted once as a Warning Event."""
+        session, notes = self.view.sessions.session_for(key) if svc else (None, [])
+        (self.with_sessions.add if session else self.with_sessions.discard)(key)
+        text = "; ".join(notes)
+        if text == self.session_notes.get(key, ""):
+            return session
+        if not text:
+            del self.session_notes[key]
+            return session
+        self.session_notes[key] = text
+        ref = {"apiVersion": "v1", "kind": "Service", "namespace": key[0], "name": key[1],
+               "uid": svc.uid}  # fmt: skip
+        if not self.events.post(ref, "Warning", "SessionSettings", text):
+            metrics.EVENTS_DROPPED.inc()
+        return session
 
     def _remember(self, key: tuple[str, str], plan: ServicePlan) -> None:
         old = self.plans.pop(key, None)

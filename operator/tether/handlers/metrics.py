@@ -78,6 +78,24 @@ CACHED = Gauge(
     ["kind"],
 )
 
+SESSION_SERVICES = Gauge(
+    "tether_operator_session_services",
+    "Services whose tables carry persistent sessions (Istio label or BackendLBPolicy).",
+)
+POLICY_STATUS_WRITES = Counter(
+    "tether_operator_policy_status_writes_total",
+    "BackendLBPolicy status patches (written only when the status changed).",
+)
+KEY_WRITES = Counter(
+    "tether_operator_session_key_writes_total",
+    "Writes of the session-signing key Secret, by action (create, rotate, prune).",
+    ["action"],
+)
+KEYRING_INVALID = Gauge(
+    "tether_operator_session_keyring_invalid",
+    "1 while the key Secret holds something that is not a key ring (left alone), else 0.",
+)
+
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:
     """Start the /metrics HTTP server in a daemon thread (no-op when port is 0)."""

@@ -7,8 +7,9 @@ client's credentials live in kopf's context). Flow of one change:
                                                                  ↑ only while Gate is open
 
 The gate opens when this replica leads and its caches are synced; every opening queues a full
-resync, and so does every ``resync_seconds`` (the safety net for drift that no event
-reports). While the gate is closed nothing is marked and nothing is written.
+resync and a check of the session-key Secret (``handlers.keys``), and so does every
+``resync_seconds`` (the safety net for drift that no event reports). While the gate is closed
+nothing is marked and nothing is written.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from tether.handlers import metrics
 from tether.handlers.cluster import ClusterView
 from tether.handlers.coalesce import Coalescer
 from tether.handlers.controller import Config, Controller
+from tether.handlers.keys import KeyManager
 from tether.handlers.leader import Gate, Leadership
 from tether.k8s import kopf_io
 from tether.k8s.events import EventPoster
-from tether.k8s.tables import RuleStatus, TableWriter
+from tether.k8s.tables import RuleStatus, StatusPatch, TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +62,27 @@ class Runtime:
             self.leadership = Leadership(options.identity, settle=options.settle_seconds)
         else:
             self.leadership = Leadership.standalone(options.identity)
-        self.gate = Gate(self.leadership, lambda: self.view.synced, self.resync, self._stand_by)
+        self.keys = KeyManager(settings, cfg.tables_namespace, may_write=lambda: self.gate.open)
+        self.gate = Gate(self.leadership, self._synced, self._take_over, self._stand_by)
         self.leadership.on_change = self.gate.update
         self.events = EventPoster(settings, options.identity)
         self.controller = Controller(
             cfg, self.view, TableWriter(settings, cfg.tables_namespace),
             RuleStatus(settings, cfg.dr_version), self.events, may_write=self.gate,
+            policy_status=StatusPatch(settings, kopf_io.BACKENDLBPOLICIES),
         )  # fmt: skip
         self._settings = settings
         self._tasks: list[asyncio.Task[None]] = []
         metrics.PENDING.set_function(lambda: self.coalescer.pending)
         for informer in self.view.informers:
             metrics.CACHED.labels(informer.name).set_function(lambda i=informer: len(i.store))
+
+    def _synced(self) -> bool:
+        return self.view.synced and self.keys.informer.synced.is_set()
+
+    def _take_over(self) -> None:
+        self.resync()
+        self.keys.kick()
 
     def _mark(self, *keys: Hashable) -> None:
         if self.gate.open:
@@ -90,11 +101,13 @@ class Runtime:
     def _stand_by(self) -> None:
         log.info("standing by: pending reconciles dropped")
         self.coalescer.clear()
+        self.keys.stop()
 
     def start(self) -> None:
         """Start the caches, the peering watch and the supervisor (returns at once)."""
         loop = asyncio.get_running_loop()
         self.view.start()
+        self._tasks.append(loop.create_task(self.keys.informer.run(), name="tether-session-keys"))
         if self.options.peering:
             peering = self.leadership.watch(self._settings, self.options.peering)
             self._tasks.append(loop.create_task(peering.run(), name="tether-peering"))
@@ -102,6 +115,7 @@ class Runtime:
 
     async def _supervise(self) -> None:
         await self.view.wait_synced()
+        await self.keys.informer.synced.wait()
         log.info("caches synced: %s", self.view.sizes())
         self.gate.update()
         while True:
@@ -118,5 +132,6 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.coalescer.close()
+        await self.keys.close()
         await self.view.close()
         await self.events.close()

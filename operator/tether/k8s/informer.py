@@ -8,7 +8,11 @@ and keeps ``store``: ``(namespace, name)`` → ``(resourceVersion, parsed value)
 - ``on_change(key, old, new)`` is called once per real change (``None`` = absent), on the
   event loop, never for an event that repeats the stored resourceVersion.
 - ``synced`` is set after the first complete list (also when the resource does not exist,
-  e.g. a CRD not installed yet: that is an empty list, retried with back-off).
+  e.g. a CRD not installed yet: that is an empty list, retried with back-off of at most
+  ``ABSENT_RETRY`` seconds, so a CRD installed later is picked up within that time). An
+  ``optional`` informer also counts a refusal (403) of its *first* list as an empty list, so a
+  missing RBAC rule for an optional kind never keeps the operator from syncing; once synced,
+  a 403 keeps the cache as it is and retries.
 - A watch that ends resumes from the last resourceVersion; ``410 Gone`` relists; other
   failures back off (0.5 s doubling to 30 s, with jitter) and never stop the loop.
 - ``put_local``/``drop_local`` record the result of the operator's own write at once; a later
@@ -38,6 +42,7 @@ OnChange = Callable[[Key, Any, Any], None]
 PAGE = 500
 WATCH_SECONDS = (240, 360)  # server-side timeout of one watch request, randomised
 READ_TIMEOUT = 90.0  # bookmarks arrive about every minute: silence past this = dead stream
+ABSENT_RETRY = 10.0  # longest wait between two lists of a resource the API does not serve
 
 
 class Gone(Exception):
@@ -66,8 +71,10 @@ class Informer(Generic[V]):
         fields: str | None = None,
         namespaces: tuple[str, ...] = (),
         on_change: OnChange | None = None,
+        optional: bool = False,
     ) -> None:
         self.name = name
+        self.optional = optional
         self.settings = settings
         self.resource = resource
         self.parse = parse
@@ -212,6 +219,15 @@ class Informer(Generic[V]):
                 self.replace([])  # the resource is not served (CRD missing): nothing exists
                 listed = False
                 failures += 1
+                await self._sleep(failures, ABSENT_RETRY)
+            except kopf_io.Forbidden as exc:
+                failures += 1
+                listed = False
+                if self.optional and not self.synced.is_set():
+                    log.warning("%s: not allowed to list (%r); treated as empty", self.name, exc)
+                    self.replace([])
+                else:
+                    log.warning("%s: list/watch refused (%r); retrying", self.name, exc)
                 await self._sleep(failures)
             except Exception as exc:  # network, API server down, 5xx after retries
                 failures += 1
@@ -221,6 +237,6 @@ class Informer(Generic[V]):
                 await self._sleep(failures)
 
     @staticmethod
-    async def _sleep(failures: int) -> None:
-        delay = min(0.5 * 2 ** (failures - 1), 30.0)
+    async def _sleep(failures: int, longest: float = 30.0) -> None:
+        delay = min(0.5 * 2 ** (failures - 1), longest)
         await asyncio.sleep(delay * (0.5 + random.random() / 2))

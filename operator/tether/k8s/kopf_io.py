@@ -29,6 +29,7 @@ Resource = references.Resource
 APIError = errors.APIError
 Conflict = errors.APIConflictError  # 409: a resourceVersion precondition failed, or exists
 NotFound = errors.APINotFoundError  # 404
+Forbidden = errors.APIForbiddenError  # 403 (after kopf's own retries)
 Settings = OperatorSettings
 
 SERVICES = Resource("", "v1", "services", kind="Service", namespaced=True)
@@ -37,7 +38,12 @@ ENDPOINTSLICES = Resource(
 )
 PODS = Resource("", "v1", "pods", kind="Pod", namespaced=True)
 CONFIGMAPS = Resource("", "v1", "configmaps", kind="ConfigMap", namespaced=True)
+SECRETS = Resource("", "v1", "secrets", kind="Secret", namespaced=True)
 PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
+BACKENDLBPOLICIES = Resource(
+    "gateway.networking.k8s.io", "v1alpha2", "backendlbpolicies", kind="BackendLBPolicy",
+    namespaced=True,
+)  # fmt: skip
 
 
 def destinationrules(version: str) -> Resource:

@@ -150,12 +150,12 @@ class TableWriter:
             await kopf_io.request(self.settings, "delete", self._path(name), options)
 
 
-class RuleStatus:
-    """Writes the status subresource of DestinationRules (merge patch, only what tether owns)."""
+class StatusPatch:
+    """Writes the status subresource of one resource kind (merge patch, only what tether owns)."""
 
-    def __init__(self, settings: kopf_io.Settings, version: str = "v1") -> None:
+    def __init__(self, settings: kopf_io.Settings, resource: kopf_io.Resource) -> None:
         self.settings = settings
-        self.resource = kopf_io.destinationrules(version)
+        self.resource = resource
 
     async def patch(
         self,
@@ -166,7 +166,7 @@ class RuleStatus:
     ) -> bool:
         """Merge-patch ``status`` (conditional on ``resource_version`` when given).
 
-        False when the rule no longer exists; Conflict when it changed since it was read.
+        False when the object no longer exists; Conflict when it changed since it was read.
         """
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version:
@@ -177,6 +177,13 @@ class RuleStatus:
         except kopf_io.NotFound:
             return False
         return True
+
+
+class RuleStatus(StatusPatch):
+    """The status of DestinationRules of one Istio API version."""
+
+    def __init__(self, settings: kopf_io.Settings, version: str = "v1") -> None:
+        super().__init__(settings, kopf_io.destinationrules(version))
 
 
 def load_credentials() -> None:

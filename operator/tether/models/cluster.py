@@ -33,6 +33,7 @@ class ServiceInfo:
     service_type: str = "ClusterIP"
     annotations: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
     uid: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -95,6 +96,7 @@ def parse_service(obj: Mapping[str, Any]) -> ServiceInfo:
         service_type=spec.get("type") or "ClusterIP",
         annotations=dict(meta.get("annotations") or {}),
         uid=meta.get("uid"),
+        labels=dict(meta.get("labels") or {}),
     )
 
 

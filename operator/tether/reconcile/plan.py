@@ -10,6 +10,9 @@ operator can call it on every event and write only what changed. Rules:
 - An invalid rule never changes a table: if it was the source of published tables, those keep
   their policy (that of the last valid generation) and only follow endpoint changes; otherwise
   it is left out, exactly as if Istio's webhook had refused it.
+- Persistent sessions (``session``, from the Service's labels or a BackendLBPolicy) go into
+  every table of the Service, subsets included; a document carries ``schemaVersion`` 2 exactly
+  when it has a session block, so documents without one stay byte-identical to version 1.
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ class TableOutcome:
         )
         if self.moved is not None:
             text += f", {self.moved * 100:.1f}% of keys moved"
+        session = doc.session
+        if session is not None and (prev is None or prev.session != session):
+            text += f"; persistent {session.kind} sessions {session.name!r} ({session.signing})"
+        elif session is None and prev is not None and prev.session is not None:
+            text += "; persistent sessions off"
         return text
 
 
@@ -148,6 +156,7 @@ def _document(
     subset: str | None = None,
     subset_labels: Mapping[str, str] | None = None,
     source: DestinationRule | t.Source | None = None,
+    session: t.SessionPolicy | None = None,
 ) -> t.TableDocument:
     endpoints = endpoints_for_port(port, slices, subset_labels=subset_labels, pod_labels=pod_labels)
     policy = resolve_policy(policy, sum(1 for e in endpoints if e.ready))
@@ -157,7 +166,7 @@ def _document(
             namespace=meta.namespace, name=meta.name, generation=meta.generation, uid=meta.uid
         )
     return t.TableDocument(
-        schemaVersion=t.SCHEMA_VERSION,
+        schemaVersion=t.schema_version_for(session),
         service=t.Service(
             namespace=svc.namespace,
             name=svc.name,
@@ -170,6 +179,7 @@ def _document(
         source=source,
         policy=policy,
         endpoints=endpoints,
+        session=session,
     )
 
 
@@ -177,17 +187,19 @@ def _tcp_ports(svc: ServiceInfo) -> list[ServicePort]:
     return [p for p in svc.ports if p.protocol == "TCP"]
 
 
-def _from_merged(svc, slices, pod_labels, merged: MergedRule | None, settings):
+def _from_merged(svc, slices, pod_labels, merged: MergedRule | None, settings, session):
     docs: dict[str, tuple[t.TableDocument, str | None]] = {}
     for port in _tcp_ports(svc):
         if merged is None:
-            doc = _document(svc, port, slices, pod_labels, ROUND_ROBIN, settings)
+            doc = _document(svc, port, slices, pod_labels, ROUND_ROBIN, settings, session=session)
             docs[t.configmap_name(svc.namespace, svc.name, port.port)] = (doc, None)
             continue
         lb = effective_load_balancer(merged, port.port)
         policy = to_policy(lb, merged.annotations())
         source = merged.source()
-        doc = _document(svc, port, slices, pod_labels, policy, settings, source=source)
+        doc = _document(
+            svc, port, slices, pod_labels, policy, settings, source=source, session=session
+        )
         docs[t.configmap_name(svc.namespace, svc.name, port.port)] = (doc, source.key)
         for subset in merged.subsets:
             lb = effective_load_balancer(merged, port.port, subset.name)
@@ -203,13 +215,14 @@ def _from_merged(svc, slices, pod_labels, merged: MergedRule | None, settings):
                 subset=subset.name,
                 subset_labels=subset.labels or {},
                 source=source,
+                session=session,
             )
             name = t.configmap_name(svc.namespace, svc.name, port.port, subset.name)
             docs[name] = (doc, source.key)
     return docs
 
 
-def _frozen(svc, slices, pod_labels, previous: Mapping[str, t.TableDocument], settings):
+def _frozen(svc, slices, pod_labels, previous: Mapping[str, t.TableDocument], settings, session):
     docs: dict[str, tuple[t.TableDocument, str | None]] = {}
     ports = {p.port: p for p in _tcp_ports(svc)}
     for name, prev in previous.items():
@@ -226,6 +239,7 @@ def _frozen(svc, slices, pod_labels, previous: Mapping[str, t.TableDocument], se
             subset=prev.subset,
             subset_labels=prev.subset_labels,
             source=prev.source,
+            session=session,
         )
         key = f"{prev.source.namespace}/{prev.source.name}" if prev.source else None
         docs[name] = (doc, key)
@@ -239,11 +253,13 @@ def plan_service(
     rules: Sequence[Rule],
     previous: Mapping[str, t.TableDocument],
     settings: PlanSettings = PlanSettings(),
+    session: t.SessionPolicy | None = None,
 ) -> ServicePlan:
     """The complete desired set of tables for one Service, and what each rule's status says.
 
     ``previous`` holds the documents published for this Service now (by ConfigMap name);
-    ``rules`` may hold every rule in the cluster (only those that apply are used).
+    ``rules`` may hold every rule in the cluster (only those that apply are used);
+    ``session`` is the Service's persistent-session block (None: no sessions).
     Invariant: tables whose content is unchanged carry the previous checksum, so callers write
     exactly the tables with ``changed``.
     """
@@ -266,12 +282,12 @@ def plan_service(
     frozen = [r for r in invalid if r.key in sources]
     merged = None if frozen else merge_rules([r.rule for r in valid])
     if frozen:
-        docs = _frozen(svc, slices, pod_labels, previous, settings)
+        docs = _frozen(svc, slices, pod_labels, previous, settings, session)
     else:
         if merged is None and (svc.namespace in settings.quiet_namespaces or not is_published(svc)):
             docs = {}
         else:
-            docs = _from_merged(svc, slices, pod_labels, merged, settings)
+            docs = _from_merged(svc, slices, pod_labels, merged, settings, session)
     outcomes = {name: _seal(name, doc, previous) for name, (doc, _) in docs.items()}
     return ServicePlan(
         service=svc.key,

@@ -182,7 +182,7 @@ def test_a_failed_lane_bind_leaves_the_bound_lane_intact(h):
     gw, _ = _one(h)
     real = [native.AccessLog, native.ClientProtocol, native.Exchange, type(gw),
             native.GatewayConfig, native.Histogram, native.Pools, native.Route, native.Router,
-            native.Target, native.UpstreamConnection]  # fmt: skip
+            native.SessionRoute, native.Target, native.UpstreamConnection]  # fmt: skip
     decoys = {cls.__name__: type(cls.__name__, (), {"__slots__": cls.__slots__}) for cls in real}
     slots = ("_p0", "_p1", "_p2", *native.Exchange.__slots__)
     decoys["Exchange"] = type("Exchange", (), {"__slots__": slots})

@@ -1,8 +1,9 @@
 """A small in-memory API server for the operator's writes, with the API's preconditions.
 
 It stands in for ``kopf_io.request``: ConfigMaps in one namespace (create fails if the name
-exists, update and delete honour ``resourceVersion``), DestinationRule status merge patches
-(conditional on ``metadata.resourceVersion``) and Events. Every change is logged as a watch
+exists, update and delete honour ``resourceVersion``), DestinationRule and BackendLBPolicy
+status merge patches (conditional on ``metadata.resourceVersion``), Secrets in that namespace
+(as ConfigMaps) and Events. Every change is logged as a watch
 event, which a test delivers to the operator's cache when it wants the watch to arrive.
 """
 
@@ -19,6 +20,9 @@ from ..reconcile.cluster_fakes import FIXTURES
 
 NS = "tether-system"
 STATUS_PATH = r"/apis/networking.istio.io/\w+/namespaces/([^/]+)/destinationrules/([^/]+)/status"
+POLICY_STATUS = (
+    r"/apis/gateway.networking.k8s.io/v1alpha2/namespaces/([^/]+)/backendlbpolicies/([^/]+)/status"
+)
 
 
 def _err(cls, code: int, message: str):
@@ -30,9 +34,13 @@ class FakeApi:
         self.rv = 100
         self.configmaps: dict[str, dict] = {}
         self.rules: dict[tuple[str, str], dict] = {}
+        self.policies: dict[tuple[str, str], dict] = {}
+        self.secrets: dict[str, dict] = {}
+        self.secret_watch: list[tuple[str, dict]] = []
         self.events: list[dict] = []
         self.writes: list[tuple[str, str]] = []  # (verb, name)
         self.watch: list[tuple[str, dict]] = []  # ConfigMap events not yet delivered
+        self.watch_status: list[dict] = []  # objects whose status tether patched
 
     def _next(self) -> str:
         self.rv += 1
@@ -42,7 +50,11 @@ class FakeApi:
         if m := re.fullmatch(rf"/api/v1/namespaces/{NS}/configmaps(?:/([^/]+))?", path):
             return self._configmap(method, m.group(1), payload)
         if m := re.fullmatch(STATUS_PATH, path):
-            return self._status(m.group(1), m.group(2), payload)
+            return self._status(self.rules, m.group(1), m.group(2), payload)
+        if m := re.fullmatch(POLICY_STATUS, path):
+            return self._status(self.policies, m.group(1), m.group(2), payload)
+        if m := re.fullmatch(rf"/api/v1/namespaces/{NS}/secrets(?:/([^/]+))?", path):
+            return self._secret(method, m.group(1), payload)
         if re.fullmatch(r"/api/v1/namespaces/[^/]+/events", path):
             self.events.append(payload)
             return payload
@@ -91,8 +103,26 @@ class FakeApi:
         self.configmaps[name] = obj
         self.watch.append(("MODIFIED", copy.deepcopy(obj)))
 
-    def _status(self, ns, name, body):
-        rule = self.rules.get((ns, name))
+    def _secret(self, method, name, body):
+        obj = copy.deepcopy(body)
+        if method == "post":
+            name = body["metadata"]["name"]
+            if name in self.secrets:
+                raise _err(kopf_io.Conflict, 409, "already exists")
+        else:
+            have = self.secrets.get(name)
+            if have is None:
+                raise _err(kopf_io.NotFound, 404, "not found")
+            if body["metadata"].get("resourceVersion") != have["metadata"]["resourceVersion"]:
+                raise _err(kopf_io.Conflict, 409, "the object has been modified")
+        obj["metadata"]["resourceVersion"] = self._next()
+        self.secrets[name] = obj
+        self.writes.append(("secret-" + method, name))
+        self.secret_watch.append(("ADDED" if method == "post" else "MODIFIED", copy.deepcopy(obj)))
+        return copy.deepcopy(obj)
+
+    def _status(self, store, ns, name, body):
+        rule = store.get((ns, name))
         if rule is None:
             raise _err(kopf_io.NotFound, 404, "not found")
         wanted = (body.get("metadata") or {}).get("resourceVersion")
@@ -101,6 +131,7 @@ class FakeApi:
         rule["status"] = {**(rule.get("status") or {}), **body["status"]}
         rule["metadata"]["resourceVersion"] = self._next()
         self.writes.append(("status", f"{ns}/{name}"))
+        self.watch_status.append(copy.deepcopy(rule))
         return copy.deepcopy(rule)
 
     def deliver(self, informer) -> None:

@@ -656,8 +656,9 @@ PyMODINIT_FUNC PyInit__wire(void) {
         return NULL;
     }
     if (PyModule_AddFunctions(m, lane_methods) < 0 ||
-        PyModule_AddFunctions(m, accesslog_methods) < 0 || lane_init(m) < 0 ||
-        PyModule_AddFunctions(m, seen_methods) < 0 || seen_init(m) < 0) {
+        PyModule_AddFunctions(m, accesslog_methods) < 0 ||
+        PyModule_AddFunctions(m, session_methods) < 0 || session_init(m) < 0 ||
+        lane_init(m) < 0 || PyModule_AddFunctions(m, seen_methods) < 0 || seen_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -30,7 +30,7 @@
 static struct lane {
     int bound;
     PyTypeObject *client_t, *up_t, *ex_t, *route_t, *target_t, *hist_t, *router_t, *gw_t, *cfg_t,
-        *pools_t, *log_t;
+        *pools_t, *log_t, *session_t;
     /* Gateway, GatewayConfig, Pools, AccessLog */
     Py_ssize_t g_accesslog, g_clock, g_config, g_draining, g_ejected, g_pools, g_router, g_seen;
     Py_ssize_t f_idle_timeout, f_max_body_bytes, f_upstream_idle_timeout, f_upstream_timeout;
@@ -47,15 +47,16 @@ static struct lane {
         x_head_done, x_host, x_http10, x_index, x_is_head, x_keep_alive, x_local, x_method,
         x_path, x_pending, x_pending_size, x_raw, x_raw_end, x_raw_start, x_remote_ip,
         x_resp_bytes, x_resp_started, x_route, x_set_cookie, x_status, x_t0, x_t_up, x_target,
-        x_upstream, x_xff;
+        x_upstream, x_xff, x_extra_lines, x_where;
     PyObject *template;
     /* UpstreamConnection */
     Py_ssize_t u_deadline, u_done, u_ex, u_gw, u_hbuf, u_head_wait, u_hpos, u_keep, u_left,
         u_mode, u_reset_parser, u_reused, u_rpaused, u_target, u_transport;
     /* Route, Target, Histogram, Router */
     Py_ssize_t r_active, r_hist, r_lane, r_lane_choose, r_lane_key, r_needle, r_rr, r_schedule,
-        r_sid, r_size, r_table, r_targets, r_total_active;
-    Py_ssize_t t_authority, t_codes, t_log_fragment, t_sid;
+        r_sid, r_size, r_table, r_targets, r_total_active, r_session;
+    Py_ssize_t t_authority, t_codes, t_log_fragment, t_log_honour, t_sid;
+    Py_ssize_t s_check, s_counts, s_index_b, s_needle; /* SessionRoute */
     Py_ssize_t h_counts, h_sum;
     Py_ssize_t ro_cache;
     double buckets[MAX_BUCKETS];
@@ -68,7 +69,7 @@ static struct lane {
 static PyObject *S_more_body, *S_stash_rest, *S_flush, *S_log_exchange, *S_connect, *S_write, *S_close, *S_is_closing,
     *S_dispatch, *S_enqueue, *S_slow_data, *S_end, *S_finish, *S_attach,
     *S_py_data_received;
-static PyObject *EMPTY_BYTES, *ZERO;
+static PyObject *EMPTY_BYTES, *ZERO, *S_honour_valid;
 
 /* -- small helpers ----------------------------------------------------------------------- */
 
@@ -362,6 +363,7 @@ out:
 
 #define LANE_ROUND_ROBIN 1 /* routes.py LANE_* and KEY_* */
 #define LANE_HASH 2
+#define LANE_SESSION 3
 #define KEY_COOKIE 1
 #define KEY_HEADER 2
 #define KEY_SOURCE_IP 3
@@ -476,6 +478,63 @@ static Py_ssize_t choose(PyObject *route, PyObject *h) {
     return i;
 }
 
+/* counts[key] += 1 for a dict of ints. */
+static int count_in(PyObject *counts, PyObject *key) {
+    if (counts == NULL || !PyDict_Check(counts)) {
+        return 0; /* not bound to the metrics yet */
+    }
+    PyObject *cur = PyDict_GetItemWithError(counts, key);
+    long n = cur ? PyLong_AsLong(cur) : 0;
+    if ((cur == NULL || n == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    PyObject *nv = PyLong_FromLong(n + 1);
+    int rc = nv ? PyDict_SetItem(counts, key, nv) : -1;
+    Py_XDECREF(nv);
+    return rc;
+}
+
+/* sessions.decide_request for the one case the lane settles: a signed session cookie that
+ * names a ready or draining endpoint and needs no re-issue (wire/session.c). The target
+ * index; -2 when Python must judge the request; -1 with an exception on error. */
+static Py_ssize_t pick_session(PyObject *ex, PyObject *route) {
+    PyObject *sr = SLOT(route, L.r_session);
+    if (sr == NULL || Py_TYPE(sr) != L.session_t) {
+        return -2;
+    }
+    PyObject *check = SLOT(sr, L.s_check), *cookies = SLOT(ex, L.x_cookies);
+    if (check == NULL || Py_TYPE(check) != &SessionCheckType || cookies == NULL ||
+        !PyTuple_Check(cookies) || PyTuple_GET_SIZE(cookies) == 0) {
+        return -2;
+    }
+    PyObject *args[2] = {cookies, SLOT(sr, L.s_needle)};
+    PyObject *value = PyObject_Vectorcall(L.scan_cookie, args, 2, NULL);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_ssize_t i = -2;
+    unsigned char scratch[256];
+    const char *addr;
+    Py_ssize_t alen;
+    if (PyBytes_Check(value) &&
+        session_verify(check, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                       (long long)time(NULL), &addr, &alen, scratch)) {
+        PyObject *key = PyBytes_FromStringAndSize(addr, alen), *index = SLOT(sr, L.s_index_b);
+        PyObject *found = key && PyDict_Check(index) ? PyDict_GetItemWithError(index, key) : NULL;
+        Py_XDECREF(key);
+        if (found != NULL) {
+            i = PyLong_AsSsize_t(found);
+            if (i < 0 || count_in(SLOT(sr, L.s_counts), S_honour_valid) < 0) {
+                i = PyErr_Occurred() ? -1 : -2;
+            }
+        } else if (key == NULL || PyErr_Occurred()) {
+            i = -1;
+        }
+    }
+    Py_DECREF(value);
+    return i;
+}
+
 /* ClientProtocol._dispatch + Route.pick_first, for the routes Route._lane_hints marks. */
 static int lane_dispatch(PyObject *client, PyObject *ex) {
     PyObject *gw = SLOT(client, L.c_gw);
@@ -496,7 +555,7 @@ static int lane_dispatch(PyObject *client, PyObject *ex) {
     if (ejected < 0 || (lane == -1 && PyErr_Occurred())) {
         return -1;
     }
-    if (ejected || (lane != LANE_ROUND_ROBIN && lane != LANE_HASH)) {
+    if (ejected || (lane != LANE_ROUND_ROBIN && lane != LANE_HASH && lane != LANE_SESSION)) {
         return done(call1(client, S_dispatch, ex));
     }
     Py_INCREF(route);
@@ -506,6 +565,16 @@ static int lane_dispatch(PyObject *client, PyObject *ex) {
     PyObject *value = NULL, *h = NULL;
     if (lane == LANE_ROUND_ROBIN) {
         i = pick_round_robin(route);
+    } else if (lane == LANE_SESSION) {
+        i = pick_session(ex, route);
+        if (i >= 0) {
+            PyObject *targets = SLOT(route, L.r_targets);
+            if (!PyList_Check(targets) || i >= PyList_GET_SIZE(targets)) {
+                i = -2;
+            } else {
+                set(ex, L.x_where, SLOT(PyList_GET_ITEM(targets, i), L.t_log_honour));
+            }
+        }
     } else {
         long key = PyLong_AsLong(SLOT(route, L.r_lane_key));
         value = (key == -1 && PyErr_Occurred()) ? NULL : affinity_value(client, ex, route, key);
@@ -720,7 +789,8 @@ static int lane_log(PyObject *gw, PyObject *ex, PyObject *target, double end) {
     char buf[4096];
     Py_ssize_t n = wire_access_line(
         buf, sizeof buf, stamp, SLOT(ex, L.x_method), SLOT(ex, L.x_path), SLOT(ex, L.x_status),
-        SLOT(target, L.t_log_fragment), SLOT(ex, L.x_hash), SLOT(ex, L.x_generated) != Py_None,
+        SLOT(ex, L.x_where) != Py_None ? SLOT(ex, L.x_where) : SLOT(target, L.t_log_fragment),
+        SLOT(ex, L.x_hash), SLOT(ex, L.x_generated) != Py_None,
         end - t0, SLOT(ex, L.x_resp_bytes), SLOT(ex, L.x_remote_ip), SLOT(ex, L.x_attempts),
         SLOT(ex, L.x_error));
     Py_DECREF(stamp);
@@ -988,6 +1058,7 @@ static PyObject *upstream_data_received(PyObject *mod, PyObject *const *args, Py
     /* the gateway adds no line (Set-Cookie, Connection) to this response: else Python */
     PyObject *gw = SLOT(self, L.u_gw);
     int plain = truth(SLOT(gw, L.g_draining)) == 0 && SLOT(ex, L.x_set_cookie) == Py_None &&
+                SLOT(ex, L.x_extra_lines) == Py_None &&
                 truth(SLOT(ex, L.x_keep_alive)) == 1 && truth(SLOT(ex, L.x_body_done)) == 1 &&
                 truth(SLOT(ex, L.x_http10)) == 0;
     if (PyErr_Occurred()) {
@@ -1096,7 +1167,7 @@ static PyTypeObject *class_of(PyObject *classes, const char *name) {
  *     -> (client_data_received, upstream_data_received)
  * classes: {"ClientProtocol": .., "UpstreamConnection": .., "Exchange": .., "Route": ..,
  *           "Target": .., "Histogram": .., "Router": .., "Gateway": .., "GatewayConfig": ..,
- *           "Pools": .., "AccessLog": ..}
+ *           "Pools": .., "AccessLog": .., "SessionRoute": ..}
  */
 static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 6 || !PyDict_Check(args[0])) {
@@ -1104,13 +1175,14 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *classes = args[0];
-    PyTypeObject *ct, *ut, *xt, *rt, *tt, *ht, *rot, *gt, *ft, *pt, *at;
+    PyTypeObject *ct, *ut, *xt, *rt, *tt, *ht, *rot, *gt, *ft, *pt, *at, *st;
     if (!(ct = class_of(classes, "ClientProtocol")) ||
         !(ut = class_of(classes, "UpstreamConnection")) || !(xt = class_of(classes, "Exchange")) ||
         !(rt = class_of(classes, "Route")) || !(tt = class_of(classes, "Target")) ||
         !(ht = class_of(classes, "Histogram")) || !(rot = class_of(classes, "Router")) ||
         !(gt = class_of(classes, "Gateway")) || !(ft = class_of(classes, "GatewayConfig")) ||
-        !(pt = class_of(classes, "Pools")) || !(at = class_of(classes, "AccessLog"))) {
+        !(pt = class_of(classes, "Pools")) || !(at = class_of(classes, "AccessLog")) ||
+        !(st = class_of(classes, "SessionRoute"))) {
         return NULL;
     }
     /* resolved into a copy and committed at the end: a call that fails halfway must leave a
@@ -1211,6 +1283,8 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(xt, x_target, "target");
     OFF(xt, x_upstream, "upstream");
     OFF(xt, x_xff, "xff");
+    OFF(xt, x_extra_lines, "extra_lines");
+    OFF(xt, x_where, "where");
     OFF(ut, u_deadline, "deadline");
     OFF(ut, u_done, "done");
     OFF(ut, u_ex, "ex");
@@ -1239,9 +1313,15 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     OFF(rt, r_table, "table");
     OFF(rt, r_targets, "targets");
     OFF(rt, r_total_active, "total_active");
+    OFF(rt, r_session, "session");
+    OFF(st, s_check, "check");
+    OFF(st, s_counts, "counts");
+    OFF(st, s_index_b, "index_b");
+    OFF(st, s_needle, "needle");
     OFF(tt, t_authority, "authority");
     OFF(tt, t_codes, "codes");
     OFF(tt, t_log_fragment, "log_fragment");
+    OFF(tt, t_log_honour, "log_honour");
     OFF(tt, t_sid, "sid");
     OFF(ht, h_counts, "counts");
     OFF(ht, h_sum, "sum");
@@ -1290,6 +1370,7 @@ static PyObject *lane_bind(PyObject *module, PyObject *const *args, Py_ssize_t n
     nl.up_t = ut;
     nl.ex_t = xt;
     nl.route_t = rt;
+    nl.session_t = st;
     nl.target_t = tt;
     nl.hist_t = ht;
     nl.router_t = rot;
@@ -1336,6 +1417,7 @@ int lane_init(PyObject *module) {
     INTERN(S_finish, "_finish");
     INTERN(S_attach, "attach");
     INTERN(S_py_data_received, "_py_data_received");
+    INTERN(S_honour_valid, "honour/valid"); /* sessions.HONOURED_NATIVELY */
     EMPTY_BYTES = PyBytes_FromStringAndSize("", 0);
     ZERO = PyLong_FromLong(0);
     return EMPTY_BYTES && ZERO ? 0 : -1;

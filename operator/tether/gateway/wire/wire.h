@@ -84,6 +84,14 @@ Py_ssize_t wire_access_line(char *out, Py_ssize_t cap, PyObject *stamp, PyObject
                             PyObject *attempts, PyObject *error);
 PyObject *wire_access_stamp(void);
 
+/* session.c */
+extern PyMethodDef session_methods[];
+extern PyTypeObject SessionCheckType;
+int session_init(PyObject *module);
+/* 1 and the address when the signed session cookie `value` is honoured as is at `now`
+ * (scratch: 256 bytes); 0 when the Python path must judge it. */
+int session_verify(PyObject *check, const char *value, Py_ssize_t vlen, long long now,
+                   const char **addr, Py_ssize_t *alen, unsigned char *scratch);
 /* seen.c: recent sessions (gateway/sessions_seen.py) */
 extern PyMethodDef seen_methods[];
 extern PyTypeObject SessionTableType;
