@@ -53,7 +53,7 @@ def test_apiserver_killed_in_a_scale_storm_fails_no_request(cluster, namespace: 
     finally:
         result = load.stop()
     report("kube-apiserver SIGKILLed in a 3→10→3 storm", result, correct, cluster)
-    assert_refusals_only(result, removed=7, cluster=cluster)
+    assert_refusals_only(result, removed=7, cluster=cluster, ns=namespace)
 
 
 def test_etcd_restarted_fails_no_request(cluster, namespace: str):
@@ -121,7 +121,7 @@ def test_acting_operator_killed_in_a_storm_is_replaced_and_leaves_no_orphan(
         converged,
         cluster,
     )
-    assert_refusals_only(result, removed=2, cluster=cluster)
+    assert_refusals_only(result, removed=2, cluster=cluster, ns=namespace)
     assert orphans(cluster, namespace) == []
     # the peering lifetime (15 s) + 2 s settle + one reconcile, with room for a busy machine
     assert converged < 45, converged
