@@ -3,33 +3,37 @@
 What a user checks: when a pod becomes terminating but still serves, every key that went to it
 keeps going there and no other key does; every other key goes where the new table says (the
 hashing layer's own Maglev over the ready pods); once the pod leaves the document its keys move
-to the current table's pick; ``hash_drain=False`` is Envoy's behaviour (the current table
+to the current table's pick; a cookie the gateway generates never lands on a draining pod;
+``hash_drain=False`` (``--no-hash-drain``) is Envoy's behaviour (the current table
 only); during a rolling update two draining pods both keep their keys.
 """
 
 from __future__ import annotations
 
+import argparse
 import urllib.request
+from collections import Counter
 
+from tether.cli.gateway import register
 from tether.gateway.routes import LANE_HASH, Route
 from tether.hashing import Host, Maglev, MaglevConfig, xxh64
 from tether.models.table import HashKey
 
 from .conftest import backend_of, get
-from .docs import make_document
+from .docs import cookie_key, make_document
 
 KEY = HashKey(kind="header", name="X-User")
 USERS = [f"user-{i}" for i in range(160)]
 
 
-def _doc(backends, ready, draining=()):
+def _doc(backends, ready, draining=(), key=KEY):
     """A document over ``ready`` pods plus ``draining`` ones (terminating, still serving)."""
     eps = [
         ("127.0.0.1", b.port, b.name, b.name in ready)
         for b in backends
         if b.name in ready or b.name in draining
     ]
-    doc = make_document(eps, hash_key=KEY)
+    doc = make_document(eps, hash_key=key)
     endpoints = tuple(
         e.model_copy(update={"serving": True}) if e.pod in draining else e for e in doc.endpoints
     )
@@ -117,3 +121,29 @@ def test_rolling_update_keeps_both_draining_pods_keys(h):
         else:
             assert now[u] == table[u], u
     assert {"b1", "b2", "b4"} <= set(now.values())
+
+
+def test_a_generated_cookie_never_goes_to_a_draining_pod(h):
+    backends = [h.backend(f"b{i}") for i in range(3)]
+    key = cookie_key("sticky", ttl=0, path="/")
+    everyone = ["b0", "b1", "b2"]
+    h.write_table("svc.json", _doc(backends, everyone, key=key))
+    gw = h.gateway()
+    h.wait(lambda: gw.loaded and gw.router.default is not None)
+    first = Counter(backend_of(get(gw.port, "/get")[2]) for _ in range(30))
+    assert first["b1"] > 0  # fresh cookies did land on b1 before it drained
+    _publish(h, gw, _doc(backends, ["b0", "b2"], draining=("b1",), key=key))
+    fresh = Counter(backend_of(get(gw.port, "/get")[2]) for _ in range(60))
+    assert set(fresh) == {"b0", "b2"}
+
+
+def test_the_flag_and_its_variable(monkeypatch):
+    def parsed(*argv) -> bool:
+        p = argparse.ArgumentParser()
+        register(p.add_subparsers())
+        return p.parse_args(["gateway", *argv]).hash_drain
+
+    monkeypatch.delenv("TETHER_GATEWAY_HASH_DRAIN", raising=False)
+    assert parsed() is True and parsed("--no-hash-drain") is False
+    monkeypatch.setenv("TETHER_GATEWAY_HASH_DRAIN", "false")
+    assert parsed() is False and parsed("--hash-drain") is True
