@@ -113,8 +113,7 @@ class DrainRoute(Route):
             self.drain_index[a] = index[a]
         self.active = [0] * len(self.targets)
         if _eligible(self):
-            self.drain = DrainStack((*stack.tables[:-1], _view(self)), stack.draining,
-                                    stack.max_tables)  # fmt: skip
+            self.drain = stack.with_current(_view(self))
 
     def _lane_hints(self) -> None:
         """Always the Python path: the native lane knows one table only."""
