@@ -39,6 +39,10 @@ def register(subparsers) -> None:
     _add(r, "home-namespace", os.environ.get("POD_NAMESPACE", "default"),
          "namespace a bare `svc` Host resolves to first")  # fmt: skip
     _add(r, "default-service", "", "ns/name[:port] for any other Host (default: the only one)")
+    add_env_flag(r, "TETHER_GATEWAY_", "hash-drain", True,
+                 "consistent-hash keys of a terminating pod that still serves stay on it until it "
+                 "stops serving (default); --no-hash-drain moves them at once, as Envoy does",
+                 _on_off, action=argparse.BooleanOptionalAction)  # fmt: skip
     _add(r, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is trusted (comma-separated)")
     t = p.add_argument_group("timeouts (seconds) and limits")
     _add(t, "connect-timeout", 2.0, "upstream connect", float)
@@ -150,7 +154,18 @@ def config_from_args(args: argparse.Namespace):
         log_level=args.log_level,
         session_capacity=_session_capacity(args.session_capacity),
         session_window=args.session_window,
+        hash_drain=args.hash_drain,
     )
+
+
+def _on_off(text: str) -> bool:
+    """A boolean variable's value: 1/true/yes/on or 0/false/no/off."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 def _session_capacity(n: int) -> int:

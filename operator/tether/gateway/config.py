@@ -80,6 +80,9 @@ class GatewayConfig:
     access_log: str = "stdout"  # off | stdout | a file path
     session_capacity: int = 65536  # recent sessions kept (20 bytes each; 0: off)
     session_window: float = 300.0  # a session seen within this many seconds is active
+    # Consistent-hash keys of a terminating pod that still serves stay on it (gateway.hashdrain);
+    # False = Envoy-exact (they move at once).
+    hash_drain: bool = True
     log_level: str = "info"
     backlog: int = 1024
     extra: dict[str, str] = field(default_factory=dict)

@@ -11,6 +11,8 @@ Names:
   response byte received
 - ``tether_gateway_upstream_connect_failures_total{upstream}``
 - ``tether_gateway_cookies_generated_total{route}``
+- ``tether_gateway_drain_picks_total{route}``: hash picks sent to a draining pod that the key
+  went to before (``gateway.hashdrain``)
 - ``tether_gateway_active_requests``, ``tether_gateway_upstream_connections{state}``
 - ``tether_gateway_table_generation``, ``tether_gateway_table_age_seconds``,
   ``tether_gateway_tables``, ``tether_gateway_table_load_errors_total{source}``,
@@ -108,6 +110,7 @@ class GatewayMetrics(Collector):
         self.latency: dict[str, Histogram] = {}
         self.connect_failures: defaultdict[str, int] = defaultdict(int)
         self.cookies_generated: defaultdict[str, int] = defaultdict(int)
+        self.drain_picks: dict[str, int] = {}  # route -> picks honoured by hash drain
         self.table_load_errors: defaultdict[str, int] = defaultdict(int)
         self.table_generation = 0
         self.table_swapped_at = 0.0
@@ -188,6 +191,12 @@ class GatewayMetrics(Collector):
             "Affinity cookies generated (Set-Cookie added) per route.",
             "route",
             self.cookies_generated,
+        )
+        yield _counter(
+            "tether_gateway_drain_picks",
+            "Hash picks kept on a draining pod that the key went to before (hash drain).",
+            "route",
+            self.drain_picks,
         )
         yield _counter(
             "tether_gateway_table_load_errors",

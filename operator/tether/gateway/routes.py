@@ -214,6 +214,7 @@ class Route:
         self.schedule = _smooth_schedule([t.weight for t in self.targets])
         self.n_ready = len(self.targets)
         self.session = None if doc.session is None else self._sessions(doc)
+        self._extra_targets(doc)
         self.authorities = tuple(dict.fromkeys(t.authority for t in self.targets))
         for target in self.targets:
             target.log_fragment = fragment(target.authority, target.pod, self.key, self.kind)
@@ -235,6 +236,9 @@ class Route:
                 self.targets.append(Target(ep.address, ep.port, ep.pod, ep.weight))
         self.active = [0] * len(self.targets)
         return SessionRoute(spec, states, index)
+
+    def _extra_targets(self, doc: TableDocument) -> None:
+        """Targets beyond the ready ones and the sessions' (a subclass's hook; none here)."""
 
     def _lane_hints(self) -> None:
         """Fill lane/lane_key/needle/table/size/lane_choose (see LANE_*; Python decides else)."""

@@ -25,6 +25,7 @@ from . import native
 from .accesslog import AccessLog, fragment
 from .admin import start_admin
 from .config import GatewayConfig
+from .hashdrain import DrainRoute
 from .metrics import BUCKETS, GatewayMetrics
 from .proxy import ClientProtocol
 from .redirect import RedirectProtocol
@@ -116,6 +117,7 @@ class Gateway:
             cluster_domain=config.cluster_domain,
             home_namespace=config.home_namespace,
             default_service=config.default_service,
+            hash_drain=config.hash_drain,
         )
         self._trusted = config.trusted_proxies
         self._trust_cache: dict[str, bool] = {}
@@ -235,6 +237,8 @@ class Gateway:
             route.local_codes = metrics.codes(route.key, "")
             for target in route.targets:
                 target.codes = metrics.codes(route.key, target.authority)
+            if isinstance(route, DrainRoute):
+                route.drain_counts = metrics.drain_picks
             if route.session is not None:
                 route.session.counts = metrics.session(route.key)
                 route.session.bind(self.session_keys.ring)

@@ -52,9 +52,18 @@ def test_rolling_update_keeps_each_draining_pods_keys_across_later_tables():
             assert stack.pick(h) == pods(2)[0]
         else:
             assert stack.pick(h) == t3.pick(h)
-    # Pod 1 is gone: only the tables that still hold a draining pod are kept.
+    # Pod 1 is gone, pod 2 still drains: pod 1's keys go where the current table says, never to
+    # pod 2 (which never had them), and pod 2 keeps exactly its own.
     later = stack.with_draining(frozenset(pods(2)))
-    assert later.tables == (t2, t3)
+    for h in KEYS:
+        if t1.pick(h) != pods(1)[0] and t2.pick(h) == pods(2)[0]:
+            assert later.pick(h) == pods(2)[0]
+        else:
+            assert later.pick(h) == t3.pick(h)
+    assert any(t1.pick(h) == pods(1)[0] and t2.pick(h) == pods(2)[0] for h in KEYS)
+    # Both gone: one table again.
+    done = later.with_draining(frozenset())
+    assert done.tables == (t3,)
 
 
 def test_scale_up_moves_keys_as_envoy_does():
@@ -86,3 +95,22 @@ def test_the_stack_is_bounded():
     for i in range(2, 8):
         stack = stack.advance(table(pods(i)), frozenset(pods(*range(1, i))))
     assert len(stack.tables) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(small, st.lists(st.integers(1, 6), max_size=3)), min_size=1, max_size=6))
+def test_pick_follows_each_keys_history_exactly(steps):
+    """Against a per-key replay of the history: a key stays on its pod while that pod drains and
+    is missing from the newer table, else takes the newer table's pick; within max_tables the
+    stack (pruning included) gives exactly that, so a draining pod only ever has its own keys."""
+    first = table(pods(9))
+    stack = DrainStack.start(first)
+    homes = {h: first.pick(h) for h in KEYS[:300]}
+    for ready, draining in steps:
+        draining = frozenset(pods(*draining)) - frozenset(pods(*ready))
+        t = table(pods(*ready))
+        stack = stack.advance(t, draining)
+        for h, home in homes.items():
+            if not (home in draining and home not in t.ready):
+                homes[h] = t.pick(h)
+        assert all(stack.pick(h) == home for h, home in homes.items())

@@ -13,6 +13,8 @@ Invariants:
   new route of a table, never a mix.
 - Unchanged documents (same checksum) keep their ``Route`` object, so round-robin position
   and in-flight counts survive unrelated updates.
+- Hash drain (``gateway.hashdrain``, on unless ``hash_drain=False``): each entry's new route is
+  built from its previous one, so keys of a pod that drains stay there across updates.
 - Two entries publishing the same table key: the entry whose name sorts first wins (logged);
   when it goes away, the next one takes over.
 """
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from tether.models.table import TableDocumentError, loads
 
+from ..hashdrain import build_drain_route
 from ..routes import Route, Router, build_route
 
 log = logging.getLogger("tether.gateway.tables")
@@ -55,6 +58,7 @@ class TableStore:
         cluster_domain: str = "cluster.local",
         home_namespace: str = "default",
         default_service: tuple[str, str, int | None] | None = None,
+        hash_drain: bool = True,
     ) -> None:
         self._on_swap = on_swap
         self._on_error = on_error
@@ -73,6 +77,11 @@ class TableStore:
         # good document.
         self._raw: dict[str, bytes] = {}
         self._good: dict[str, str] = {}
+        # entry → the route its last good document built: the route it had before its next
+        # one (jobs run in arrival order, so this is what commit will have replaced; reading
+        # the committed routes from the worker thread would race the loop).
+        self._prev: dict[str, Route] = {}
+        self.hash_drain = hash_drain
 
     @property
     def dirty(self) -> bool:
@@ -95,16 +104,21 @@ class TableStore:
             doc = loads(raw)
             if self._good.get(name) == doc.checksum:
                 return UNCHANGED
-            route = build_route(doc)
+            if self.hash_drain:
+                route = build_drain_route(doc, self._prev.get(name))
+            else:
+                route = build_route(doc)
         except TableDocumentError as exc:
             return Outcome(error=str(exc))
         self._good[name] = doc.checksum
+        self._prev[name] = route
         return Outcome(route=route)
 
     def forget(self, name: str) -> Outcome:
         """The worker-side half of removing entry ``name``."""
         self._raw.pop(name, None)
         self._good.pop(name, None)
+        self._prev.pop(name, None)
         return REMOVED
 
     def known(self) -> list[str]:

@@ -6,13 +6,17 @@ previous tables and routes a key to where it went before while that endpoint is 
 still serving; a draining endpoint never receives a key it did not already have.
 
 Rule, folding the kept tables oldest → newest: start with the oldest table's pick ``e``; at each
-newer table ``T`` the key stays on ``e`` only if ``e`` left ``T`` (not ready there) and is
-draining now; otherwise it takes ``T``'s pick (so a key moved by a scale-up moves as in Envoy).
-The result is the current table's pick or a draining endpoint.
+newer table ``T`` the key stays on ``e`` only if ``e`` left ``T`` (not ready there) and was
+draining while ``T`` was the current table (for the newest table: is draining now); otherwise it
+takes ``T``'s pick (so a key moved by a scale-up moves as in Envoy). Judging each step with the
+draining set of its own time is what keeps a key's history exact: a key held by a pod whose drain
+has ended goes to the current table's pick, never to another pod that drains (that pod never
+had it). The result is the current table's pick or an endpoint draining now.
 
-A table is dropped from the old end once no endpoint it has (and the next table lacks) is still
-draining; that never changes any pick (the fold from the next table gives the same result).
-At most ``max_tables`` are kept (the oldest goes first).
+Pruning never changes a pick: the oldest table is dropped when it held no key at the next step
+(none of its endpoints was draining then and missing from the next table), and the whole stack
+collapses to the current table once no endpoint draining now is in any older table. At most
+``max_tables`` are kept (the oldest goes first: then, and only then, the rule is approximate).
 
 Invariant: with no draining endpoint, ``pick(h)`` equals the current table's pick for every h.
 """
@@ -38,8 +42,10 @@ class DrainStack:
     """The current table plus the previous ones that still matter for draining endpoints."""
 
     tables: tuple[TableView, ...]  # oldest … current (never empty)
-    draining: frozenset[str] = frozenset()  # terminating endpoints that still serve
+    draining: frozenset[str] = frozenset()  # terminating endpoints that still serve, now
     max_tables: int = 8
+    # the draining set while each of tables[1:-1] was current (empty for fewer than 3 tables)
+    history: tuple[frozenset[str], ...] = ()
 
     @classmethod
     def start(cls, table: TableView, max_tables: int = 8) -> DrainStack:
@@ -48,19 +54,38 @@ class DrainStack:
 
     def advance(self, table: TableView, draining: frozenset[str]) -> DrainStack:
         """A new table was published; ``draining`` is the endpoint set's draining endpoints."""
-        return DrainStack((*self.tables, table), draining, self.max_tables)._pruned()
+        history = (*self.history, self.draining) if len(self.tables) > 1 else ()
+        return DrainStack((*self.tables, table), draining, self.max_tables, history)._pruned()
 
     def with_draining(self, draining: frozenset[str]) -> DrainStack:
         """Endpoint flags changed without a new table (e.g. a draining pod stopped serving)."""
-        return DrainStack(self.tables, draining, self.max_tables)._pruned()
+        return DrainStack(self.tables, draining, self.max_tables, self.history)._pruned()
+
+    def with_current(self, table: TableView) -> DrainStack:
+        """The same stack with its newest table's view replaced (same endpoints, same picks)."""
+        return DrainStack((*self.tables[:-1], table), self.draining, self.max_tables, self.history)
+
+    def _drained_at(self, k: int) -> frozenset[str]:
+        """The draining set while ``tables[k]`` (k ≥ 1) was current."""
+        return self.draining if k == len(self.tables) - 1 else self.history[k - 1]
 
     def _pruned(self) -> DrainStack:
-        tables = self.tables[-self.max_tables :]
-        while len(tables) > 1 and not any(
-            a in self.draining and a not in tables[1].ready for a in tables[0].ready
-        ):
-            tables = tables[1:]
-        return DrainStack(tables, self.draining, self.max_tables)
+        tables, history = self.tables, self.history
+        if len(tables) > self.max_tables:
+            cut = len(tables) - self.max_tables
+            tables, history = tables[cut:], history[cut:] if len(tables) - cut > 2 else ()
+        stack = DrainStack(tables, self.draining, self.max_tables, history)
+        while len(stack.tables) > 1:
+            first, second = stack.tables[0], stack.tables[1]
+            then = stack._drained_at(1)
+            if any(a in then and a not in second.ready for a in first.ready):
+                break
+            stack = DrainStack(stack.tables[1:], stack.draining, stack.max_tables,
+                               stack.history[1:])  # fmt: skip
+        older = stack.tables[:-1]
+        if older and not any(a in t.ready for t in older for a in stack.draining):
+            stack = DrainStack(stack.tables[-1:], stack.draining, stack.max_tables)
+        return stack
 
     @property
     def current(self) -> TableView:
@@ -73,9 +98,12 @@ class DrainStack:
         if len(tables) == 1:
             return tables[0].pick(h)
         chosen = tables[0].pick(h)
-        draining = self.draining
-        for table in tables[1:]:
+        last = len(tables) - 1
+        for k in range(1, len(tables)):
+            table = tables[k]
             now = table.pick(h)
-            if now != chosen and not (chosen in draining and chosen not in table.ready):
-                chosen = now
+            if now != chosen:
+                then = self.draining if k == last else self.history[k - 1]
+                if not (chosen in then and chosen not in table.ready):
+                    chosen = now
         return chosen
