@@ -247,3 +247,30 @@ def test_configmap_watcher_retries_after_api_errors():
     loaded, swaps = asyncio.run(scenario())
     assert loaded == [2]  # ready only after the list that succeeded
     assert swaps[-1].by_key["default/httpbin:8000"].checksum == doc.checksum
+
+
+def test_compact_indices_refuse_every_index_past_the_endpoints():
+    """Shipped u16 indices: each must name a listed (and ready) endpoint, whatever its bytes."""
+    import struct
+
+    import pytest
+
+    from tether.gateway.lookup import compact_indices
+    from tether.models.table import TableDocumentError
+
+    def u16(*values: int) -> bytes:
+        return struct.pack(f"<{len(values)}H", *values)
+
+    for n in (10, 200, 256):
+        everyone, odd = list(range(n)), list(range(1, n, 2))
+        values = [0, n - 1, 1, n // 2, n - 1]
+        assert list(compact_indices(u16(*values), 2, n, everyone)) == values
+        assert list(compact_indices(u16(1, n - 1), 2, n, odd)) == [0, odd.index(n - 1)]
+        with pytest.raises(TableDocumentError, match="not ready"):
+            compact_indices(u16(1, 0), 2, n, odd)
+        # past n; a high byte; UTF-16 surrogate units alone and as a pair; the largest u16
+        for bad in ([n], [0x0100], [0xD800], [0xDC00], [0xD800, 0xDC00], [0xDBFF, 0xDFFF],
+                    [0xFFFF], [0x00E9 if n <= 0xE9 else 0x1E9]):  # fmt: skip
+            for ready in (everyone, odd):
+                with pytest.raises(TableDocumentError, match=r"not listed|not ready"):
+                    compact_indices(u16(0, *bad, 1), 2, n, ready)

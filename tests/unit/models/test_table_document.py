@@ -145,3 +145,39 @@ def test_session_block_checks(over, message):
     fields = SESSION.model_dump(by_alias=True) | over
     with pytest.raises(ValueError, match=message):
         t.SessionPolicy.model_validate(fields)
+
+
+def _plain_canonical(doc: t.TableDocument) -> str:
+    body = doc.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"checksum"})
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {},  # base64 data: spliced
+        {"table": t.encode_maglev([2, 1, 0], 3, ship=False)},  # no data
+        {"subset": "v1", "subsetLabels": {"data": "\x00", "x": '"\\u0000"'}},  # the hole's text
+        {"table": t.encode_maglev([2, 1, 0], 3).model_copy(update={"data": 'AA\nAA\x00="\\'})},
+        {"table": t.encode_maglev([2, 1, 0], 3).model_copy(update={"data": "é€AAAA"})},
+    ],
+)
+def test_canonical_json_is_the_plain_serialisation(over):
+    """The spliced table data gives exactly json.dumps' text, and falls back when it must."""
+    doc = _doc(**over)
+    assert doc.canonical_json() == _plain_canonical(doc)
+    assert (
+        doc.compute_checksum()
+        == "sha256:" + t.hashlib.sha256(_plain_canonical(doc).encode()).hexdigest()
+    )
+
+
+def test_an_edit_of_the_table_data_is_detected():
+    """Changing, re-padding or escaping the shipped base64 breaks the document's checksum."""
+    text = _doc().dumps()
+    data = json.loads(text)["table"]["data"]
+    for edited in (data[:-4] + "AAA=", data + "\n", data.replace("A", "\\u0041", 1)):
+        raw = json.loads(text)
+        raw["table"]["data"] = edited
+        with pytest.raises(t.TableDocumentError, match="checksum"):
+            t.loads(json.dumps(raw))
