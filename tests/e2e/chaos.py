@@ -224,8 +224,9 @@ def assert_refusals_only(result, removed: int, cluster, ns: str) -> None:
     """The documented bound of a scale-down under load: the only failures are 502s from pods
     already going away before the gateway's table dropped them: all `--connect-attempts` (3)
     connections refused (the refused pod is then skipped for 5 s on that replica), or a
-    connection the pod accepted and then closed unanswered as it shut down (a GET is resent
-    only when it went out on a pooled connection). Each names a pod that the EndpointSlices
+    connection the pod accepted and then closed unanswered as it shut down (a GET goes to the
+    next endpoint then, but not twice to one endpoint, so it can still fail when the
+    attempts run out on pods all going away). Each names a pod that the EndpointSlices
     no longer list; at most one per removed pod and gateway replica. Zero is the usual
     outcome."""
     bad = [f for f in result.failures if not f.detail.startswith(PREFIXES)]

@@ -39,9 +39,10 @@ def register(subparsers) -> None:
     _add(r, "home-namespace", os.environ.get("POD_NAMESPACE", "default"),
          "namespace a bare `svc` Host resolves to first")  # fmt: skip
     _add(r, "default-service", "", "ns/name[:port] for any other Host (default: the only one)")
-    add_env_flag(r, "TETHER_GATEWAY_", "hash-drain", True,
+    add_env_flag(r, "TETHER_GATEWAY_", "hash-drain", False,
                  "consistent-hash keys of a terminating pod that still serves stay on it until it "
-                 "stops serving (default); --no-hash-drain moves them at once, as Envoy does",
+                 "stops serving (for apps that serve their grace period, e.g. a preStop sleep); "
+                 "off by default: keys move at once, as Envoy does",
                  _on_off, action=argparse.BooleanOptionalAction)  # fmt: skip
     _add(r, "trusted-proxies", "", "CIDRs whose X-Forwarded-For is trusted (comma-separated)")
     t = p.add_argument_group("timeouts (seconds) and limits")

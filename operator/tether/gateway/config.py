@@ -82,7 +82,7 @@ class GatewayConfig:
     session_window: float = 300.0  # a session seen within this many seconds is active
     # Consistent-hash keys of a terminating pod that still serves stay on it (gateway.hashdrain);
     # False = Envoy-exact (they move at once).
-    hash_drain: bool = True
+    hash_drain: bool = False
     log_level: str = "info"
     backlog: int = 1024
     extra: dict[str, str] = field(default_factory=dict)

@@ -1,8 +1,8 @@
 """Graceful drain for consistent-hash affinity in the gateway (``hashing.session.DrainStack``).
 
 When a table update makes a pod terminating but still serving, Envoy drops it from its table
-and every key that hashed to it moves at once. With hash drain on (the gateway's default,
-``--no-hash-drain`` is Envoy-exact), ``build_route`` gives the new route the previous routes'
+and every key that hashed to it moves at once. With hash drain on (``--hash-drain``; off by
+default, which is Envoy-exact), ``build_route`` gives the new route the previous routes'
 tables: a key that went to a pod that now drains keeps going there until the pod stops
 serving; no other key ever goes to a draining pod; every other key goes where the current
 table says.

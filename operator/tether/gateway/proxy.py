@@ -54,6 +54,8 @@ from .wire import F_HTTP10, F_KEEP_ALIVE, scan_request
 log = logging.getLogger("tether.gateway")
 
 _CLASS_GET = REQUEST_HEADER_CLASS.get
+# idempotent methods (RFC 9110 §9.2.2): sent again to another endpoint when one closed unanswered
+RESENDABLE = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 _LINE_MIN = 15  # bytes of a request line besides its target: "GET" SP SP "HTTP/1.1" CRLF
 
 
@@ -590,6 +592,18 @@ class ClientProtocol(UpgradeFlow):
         self._release_slot(ex)
         if ex.finished or self.closed:
             return
+        status = 504 if timeout else 502
+        self._next_endpoint(ex, tried_index, status, f"upstream connect failed: {why}")
+
+    def _next_endpoint(
+        self, ex: Exchange, tried_index: int, status: int, why: str, other: bool = False
+    ) -> None:
+        """``ex`` got nothing from ``ex.target``: send it to the next endpoint of the route
+        (attempt + 1, skipping endpoints tried or ejected) while attempts remain, else answer
+        ``status``; with ``other``, only to an endpoint not tried yet. A strict session naming
+        that endpoint gets 503 instead."""
+        gw = self.gw
+        target = ex.target
         if ex.tried is None:
             ex.tried = set()
         ex.tried.add(tried_index)
@@ -602,15 +616,18 @@ class ClientProtocol(UpgradeFlow):
             i = route.pick(ex, ex.attempt + 1, ex.tried, gw.ejected)
             if i is None:
                 i = route.pick(ex, ex.attempt + 1, ex.tried, None)
-            if i is not None:
+            if i is not None and not (other and i in ex.tried):
                 self._send_to(ex, i)
                 return
-        status = 504 if timeout else 502
-        self.local_response(ex, status, f"upstream connect failed: {target.authority}: {why}")
+        self.local_response(ex, status, f"{why}: {target.authority}")
 
     def upstream_failed(self, ex: Exchange, conn, why: str, answered: bool) -> None:
         """The upstream closed before its response head was complete. A pooled connection that
-        sent nothing back is stale: a request without a body is resent once on a fresh one."""
+        sent nothing back is stale: a request without a body is resent once on a fresh one.
+        An idempotent request without a body that got not a byte back on a fresh connection (a
+        pod closing as it shuts down) goes to the next endpoint, as nginx's default
+        ``proxy_next_upstream error`` does; anything else gets 502."""
+        tried_index = ex.index
         self._release_slot(ex)
         ex.upstream = None
         if ex.finished or self.closed:
@@ -631,5 +648,9 @@ class ClientProtocol(UpgradeFlow):
             route.active[idx] += 1
             route.total_active += 1
             self.gw.connect(target, ex)  # a fresh connection, not another possibly stale one
+            return
+        if not answered and ex.body_done and ex.body_size == 0 and ex.method in RESENDABLE:
+            ex.pending = [ex.head]  # it went out already (no body): send it again, whole
+            self._next_endpoint(ex, tried_index, 502, why, other=True)
             return
         self.local_response(ex, 502, f"{why}: {ex.target.authority}")

@@ -4,7 +4,7 @@ What a user checks: when a pod becomes terminating but still serves, every key t
 keeps going there and no other key does; every other key goes where the new table says (the
 hashing layer's own Maglev over the ready pods); once the pod leaves the document its keys move
 to the current table's pick; a cookie the gateway generates never lands on a draining pod;
-``hash_drain=False`` (``--no-hash-drain``) is Envoy's behaviour (the current table
+``hash_drain=False`` (the default, ``--no-hash-drain``) is Envoy's behaviour (the current table
 only); during a rolling update two draining pods both keep their keys.
 """
 
@@ -63,6 +63,7 @@ def _where(gw) -> dict[str, str]:
 
 
 def _start(h, n=4, **gw_over):
+    gw_over.setdefault("hash_drain", True)
     backends = [h.backend(f"b{i}") for i in range(n)]
     everyone = [b.name for b in backends[:4]]
     h.write_table("svc.json", _doc(backends, everyone))
@@ -128,7 +129,7 @@ def test_a_generated_cookie_never_goes_to_a_draining_pod(h):
     key = cookie_key("sticky", ttl=0, path="/")
     everyone = ["b0", "b1", "b2"]
     h.write_table("svc.json", _doc(backends, everyone, key=key))
-    gw = h.gateway()
+    gw = h.gateway(hash_drain=True)
     h.wait(lambda: gw.loaded and gw.router.default is not None)
     first = Counter(backend_of(get(gw.port, "/get")[2]) for _ in range(30))
     assert first["b1"] > 0  # fresh cookies did land on b1 before it drained
@@ -144,6 +145,6 @@ def test_the_flag_and_its_variable(monkeypatch):
         return p.parse_args(["gateway", *argv]).hash_drain
 
     monkeypatch.delenv("TETHER_GATEWAY_HASH_DRAIN", raising=False)
+    assert parsed() is False and parsed("--hash-drain") is True  # off: Envoy's behaviour
+    monkeypatch.setenv("TETHER_GATEWAY_HASH_DRAIN", "true")
     assert parsed() is True and parsed("--no-hash-drain") is False
-    monkeypatch.setenv("TETHER_GATEWAY_HASH_DRAIN", "false")
-    assert parsed() is False and parsed("--hash-drain") is True

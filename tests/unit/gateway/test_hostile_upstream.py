@@ -199,3 +199,43 @@ def test_upstream_head_at_the_limit_is_relayed(h):
     gw, _ = raw(h, lambda req: (head + b"ok", False))
     (r,) = responses(send(gw.port, request("/x", extra=CLOSE)))
     assert r.status == 200 and r.body == b"ok"
+
+
+def test_an_endpoint_closing_unanswered_sends_idempotent_requests_to_the_next(h):
+    """A pod shutting down accepts a connection and closes it without a byte of answer. A GET
+    (no body) goes to the next endpoint, as nginx's default does; a POST is never sent twice
+    and gets 502; with a single endpoint the GET gets 502 rather than a loop."""
+    from .conftest import backend_of, get
+    from .docs import make_document
+    from .rawbackend import RawBackend
+
+    closing = RawBackend(h, lambda req: None)  # accepts, reads the request, closes
+    good = h.backend("good")
+    eps = [("127.0.0.1", closing.port, "closing"), ("127.0.0.1", good.port, "good")]
+    h.write_table("svc.json", make_document(eps, algorithm=None))
+    gw = h.gateway()
+    h.wait(lambda: gw.loaded)
+    for _ in range(6):  # round robin: about half start on the closing endpoint
+        status, _, body, conn = get(gw.port, "/get", headers={"Connection": "close"})
+        conn.close()
+        assert status == 200 and backend_of(body) == "good"
+    gets = [r for r in closing.requests if r["method"] == "GET"]
+    assert gets, "round robin sent some GETs to the closing endpoint first"
+    posts = []
+    for _ in range(6):
+        status, _, body, conn = get(gw.port, "/post", method="POST", body=b"x",
+                                    headers={"Connection": "close"})  # fmt: skip
+        conn.close()
+        posts.append(status)
+    seen = [r for r in closing.requests if r["method"] == "POST"]
+    assert seen and posts.count(502) == len(seen) and posts.count(200) == 6 - len(seen)
+
+
+def test_a_single_endpoint_closing_unanswered_gets_502_once(h):
+    gw, b = raw(h, lambda req: None)
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(request("/a", extra=CLOSE))
+        out = s.recv(65536)
+    (r,) = responses(out)
+    assert r.status == 502 and b"closed the connection before responding" in r.body
+    assert [x["url"] for x in b.requests] == ["/a"]  # not sent again to the same endpoint

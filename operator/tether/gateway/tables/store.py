@@ -13,7 +13,7 @@ Invariants:
   new route of a table, never a mix.
 - Unchanged documents (same checksum) keep their ``Route`` object, so round-robin position
   and in-flight counts survive unrelated updates.
-- Hash drain (``gateway.hashdrain``, on unless ``hash_drain=False``): each entry's new route is
+- Hash drain (``gateway.hashdrain``, with ``hash_drain=True``): each entry's new route is
   built from its previous one, so keys of a pod that drains stay there across updates.
 - Two entries publishing the same table key: the entry whose name sorts first wins (logged);
   when it goes away, the next one takes over.
@@ -58,7 +58,7 @@ class TableStore:
         cluster_domain: str = "cluster.local",
         home_namespace: str = "default",
         default_service: tuple[str, str, int | None] | None = None,
-        hash_drain: bool = True,
+        hash_drain: bool = False,
     ) -> None:
         self._on_swap = on_swap
         self._on_error = on_error
