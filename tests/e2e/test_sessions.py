@@ -247,21 +247,28 @@ def test_forged_cookie_is_refused_counted_and_never_forwarded(cluster, namespace
     assert {r.status for r in replies} == {200} and {r.pod for r in replies} <= pods
     assert all(session_cookie(r.set_cookies, NAME) for r in replies)  # a real session instead
     assert _rejected(cluster) == before + 10  # counted as they were refused
-    logged = _logged_upstreams(cluster, [r.tag for r in replies])
-    assert logged and f"{outsider}:8080" not in logged
+    tags = [r.tag for r in replies]
+    # the access log is flushed within about a second: wait until every request's line is there
+    logged = wait_until(lambda: (u := _logged_upstreams(cluster, tags)).keys() == set(tags) and u,
+                        timeout=30, what="the access-log lines of the 10 requests")  # fmt: skip
+    assert f"{outsider}:8080" not in set(logged.values())
 
 
 def _rejected(cluster) -> float:
     return _gw_metric(cluster, "tether_gateway_session_values_rejected_total")
 
 
-def _logged_upstreams(cluster, tags: list[str]) -> set[str]:
+def _logged_upstreams(cluster, tags: list[str]) -> dict[str, str]:
+    """tag → upstream address, from the gateways' access-log lines of the last 120 s."""
     out = cluster.kubectl("logs", "-n", TABLES_NS, "-l", "app.kubernetes.io/name=tether-gateway",
-                          "--tail=-1", "--prefix=false", "--since=120s")  # fmt: skip
-    found = set()
+                          "--tail=-1", "--prefix=false", "--max-log-requests=20",
+                          "--since=120s")  # fmt: skip
+    found = {}
     for line in out.splitlines():
-        if line.startswith("{") and any(t in line for t in tags):
-            found.add(json.loads(line)["upstream_addr"])
+        if line.startswith("{"):
+            for t in tags:
+                if t in line:
+                    found[t] = json.loads(line)["upstream_addr"]
     return found
 
 
