@@ -112,6 +112,25 @@ def compare(a: PodFacts, b: PodFacts, now: datetime, colocated: Mapping[str, int
     return 0 if by_age is None else by_age
 
 
+def _ambiguous(order: Sequence[PodFacts], remove: int, stable) -> tuple[int, int]:
+    """[lo, hi): the stretch of ``order`` around the cut at ``remove`` that a sort may order
+    either way. Ties are not transitive (A ties B on equal timestamps while a third pod sorts
+    between them by UID), so Go's sort may put any pod lying between two tied pods on either
+    side of them: a tied pair across the cut makes its whole stretch uncertain, and any tied
+    pair overlapping that stretch widens it, until nothing does. Empty: the cut is certain."""
+    n = len(order)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if stable(order[i], order[j]) == 0]
+    lo = hi = remove
+    changed = True
+    while changed:
+        changed = False
+        for i, j in pairs:
+            meets = (i < remove <= j) or (lo < hi and i < hi and j >= lo)
+            if meets and (i < lo or j + 1 > hi):
+                lo, hi, changed = min(lo, i), max(hi, j + 1), True
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class Removal:
     """Pods a scale-down deletes: all of ``certain``, plus ``choose`` of ``tied``."""
@@ -138,9 +157,8 @@ def removal(pods: Sequence[PodFacts], remove: int, now: datetime, horizon: float
         return c if c == compare(a, b, later, colocated) else 0
 
     order = sorted(pods, key=cmp_to_key(stable))
-    edge = order[remove - 1]
-    tied = [p for p in order if stable(p, edge) == 0]
-    certain = [p for p in order[:remove] if p not in tied]
+    lo, hi = _ambiguous(order, remove, stable)
+    certain, tied = order[:lo], order[lo:hi]
     if len(tied) == remove - len(certain):  # no real tie: the edge pod (and its equals) go
         certain, tied = certain + tied, []
     return Removal(

@@ -104,3 +104,18 @@ def test_pod_facts_from_an_api_object():
         7,
     )
     assert f.ready_since == NOW - timedelta(seconds=30)
+
+
+def test_a_pod_between_two_tied_pods_may_go_either_way():
+    """a and c tie (the same second for ready and creation); b, ready a second later in the
+    same log2 bucket, sorts between them by UID. The relation is not transitive, so Go's sort
+    may delete b first (from the input order [c, b, a] its insertion sort does): all three are
+    candidates, not only the two that tie."""
+    pods = [
+        _pod("a", 100, created_ago=110, uid="uid-1"),
+        _pod("b", 99, created_ago=110, uid="uid-2"),
+        _pod("c", 100, created_ago=110, uid="uid-3"),
+    ]
+    for order in (pods, pods[::-1]):
+        rm = removal(order, 1, NOW, horizon=0)
+        assert rm.certain == () and set(rm.tied) == {"a", "b", "c"} and rm.choose == 1
