@@ -593,15 +593,16 @@ class ClientProtocol(UpgradeFlow):
         if ex.finished or self.closed:
             return
         status = 504 if timeout else 502
-        self._next_endpoint(ex, tried_index, status, f"upstream connect failed: {why}")
+        failed = f"upstream connect failed: {target.authority}: {why}"
+        self._next_endpoint(ex, tried_index, why, status, failed)
 
     def _next_endpoint(
-        self, ex: Exchange, tried_index: int, status: int, why: str, other: bool = False
+        self, ex: Exchange, tried_index: int, why: str, status: int, failed: str, other=False
     ) -> None:
         """``ex`` got nothing from ``ex.target``: send it to the next endpoint of the route
         (attempt + 1, skipping endpoints tried or ejected) while attempts remain, else answer
-        ``status``; with ``other``, only to an endpoint not tried yet. A strict session naming
-        that endpoint gets 503 instead."""
+        ``status`` with ``failed``; with ``other``, only to an endpoint not tried yet. A strict
+        session naming that endpoint gets 503 instead."""
         gw = self.gw
         target = ex.target
         if ex.tried is None:
@@ -619,7 +620,7 @@ class ClientProtocol(UpgradeFlow):
             if i is not None and not (other and i in ex.tried):
                 self._send_to(ex, i)
                 return
-        self.local_response(ex, status, f"{why}: {target.authority}")
+        self.local_response(ex, status, failed)
 
     def upstream_failed(self, ex: Exchange, conn, why: str, answered: bool) -> None:
         """The upstream closed before its response head was complete. A pooled connection that
@@ -651,6 +652,7 @@ class ClientProtocol(UpgradeFlow):
             return
         if not answered and ex.body_done and ex.body_size == 0 and ex.method in RESENDABLE:
             ex.pending = [ex.head]  # it went out already (no body): send it again, whole
-            self._next_endpoint(ex, tried_index, 502, why, other=True)
+            failed = f"{why}: {ex.target.authority}"
+            self._next_endpoint(ex, tried_index, why, 502, failed, other=True)
             return
         self.local_response(ex, 502, f"{why}: {ex.target.authority}")
