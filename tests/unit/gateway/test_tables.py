@@ -14,6 +14,7 @@ from tether.models.table import DATA_KEY
 
 from .conftest import backend_of, get
 from .docs import cookie_key, make_document
+from .fakeapi import serve_api
 
 
 def _doc(name="httpbin", ns="default", port=8000, ip="10.0.0.1", **kw):
@@ -124,13 +125,7 @@ def test_configmap_list_watch_and_relist_after_410():
         return resp
 
     async def scenario():
-        app = web.Application()
-        app.router.add_get("/api/v1/namespaces/tether-system/configmaps", configmaps)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, port = await serve_api("/api/v1/namespaces/tether-system/configmaps", configmaps)
         swaps: list[Router] = []
         store = TableStore(swaps.append, lambda *_: None)
         loaded = []
@@ -222,13 +217,7 @@ def test_configmap_watcher_retries_after_api_errors():
         return web.json_response(body)
 
     async def scenario():
-        app = web.Application()
-        app.router.add_get("/api/v1/namespaces/ns/configmaps", configmaps)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, port = await serve_api("/api/v1/namespaces/ns/configmaps", configmaps)
         loaded, swaps = [], []
         store = TableStore(swaps.append, lambda *_: None)
         creds = ApiCredentials(host=f"http://127.0.0.1:{port}")

@@ -21,6 +21,7 @@ from tether.gateway.tables.store import TableStore
 from tether.models.table import DATA_KEY
 
 from .docs import make_document
+from .fakeapi import serve_api
 from .harness import raw_request
 
 
@@ -61,13 +62,7 @@ def test_sync_state_through_a_broken_watch_an_error_and_410_gone(caplog):
 
     async def scenario():
         nonlocal watcher
-        app = web.Application()
-        app.router.add_get("/api/v1/namespaces/ns/configmaps", configmaps)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, port = await serve_api("/api/v1/namespaces/ns/configmaps", configmaps)
         store = TableStore(lambda _r: None, lambda *_: None)
         watcher = ConfigMapWatcher(ApiCredentials(host=f"http://127.0.0.1:{port}"), "ns", store,
                                    lambda: None, sync=TableSync())  # fmt: skip

@@ -15,6 +15,7 @@ from tether.gateway.tables.store import TableStore
 from tether.models.table import DATA_KEY
 
 from .docs import make_document
+from .fakeapi import serve_api
 
 
 def _doc(name: str, ip: str):
@@ -57,13 +58,7 @@ def test_a_huge_event_line_is_applied_and_a_bad_event_relists():
         return resp
 
     async def scenario():
-        app = web.Application()
-        app.router.add_get("/api/v1/namespaces/ns/configmaps", configmaps)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, port = await serve_api("/api/v1/namespaces/ns/configmaps", configmaps)
         store = TableStore(lambda _: None, lambda *_: None)
         watcher = ConfigMapWatcher(ApiCredentials(host=f"http://127.0.0.1:{port}"), "ns", store,
                                    lambda: None, max_backoff=0.05)  # fmt: skip

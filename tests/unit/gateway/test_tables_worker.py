@@ -17,6 +17,7 @@ from tether.models.table import DATA_KEY
 
 from .conftest import backend_of, get
 from .docs import cookie_key, make_document
+from .fakeapi import serve_api
 
 
 def _big(name: str, ship: bool, n: int = 1000):
@@ -112,13 +113,7 @@ def test_configmaps_are_listed_in_pages_and_a_relist_removes_what_is_gone():
         return web.json_response({"metadata": meta, "items": [_cm(n, docs[n]) for n in page]})
 
     async def scenario():
-        app = web.Application()
-        app.router.add_get("/api/v1/namespaces/ns/configmaps", configmaps)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, port = await serve_api("/api/v1/namespaces/ns/configmaps", configmaps)
         store = TableStore(lambda _: None, lambda *_: None)
         at_ready = []
         creds = ApiCredentials(host=f"http://127.0.0.1:{port}")

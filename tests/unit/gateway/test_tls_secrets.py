@@ -15,6 +15,7 @@ from tether.gateway.tls.certs import CertStore
 from tether.gateway.tls.sources import watch_certificates
 
 from .certs import Pki
+from .fakeapi import serve_api
 
 
 def _secret(name: str, pair, rv: str, kind: str = "kubernetes.io/tls") -> dict:
@@ -23,14 +24,7 @@ def _secret(name: str, pair, rv: str, kind: str = "kubernetes.io/tls") -> dict:
     return {"metadata": {"name": name, "resourceVersion": rv}, "type": kind, "data": data}
 
 
-async def _serve(handler):
-    app = web.Application()
-    app.router.add_get("/api/v1/namespaces/tether-system/secrets", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]
+SECRETS = "/api/v1/namespaces/tether-system/secrets"
 
 
 async def _until(predicate, what: str) -> None:
@@ -70,7 +64,7 @@ def test_selected_secrets_list_watch_and_relist_after_410(tmp_path):
 
     async def scenario():
         state["relist"] = asyncio.Event()
-        runner, port = await _serve(secrets)
+        runner, port = await serve_api(SECRETS, secrets)
         errors: list[str] = []
         store = CertStore(on_error=lambda name, why: errors.append(name))
         loaded: list[int] = []
@@ -109,7 +103,7 @@ def test_named_secrets_are_each_watched_by_field_selector(tmp_path):
         return web.json_response({})
 
     async def scenario():
-        runner, port = await _serve(secrets)
+        runner, port = await serve_api(SECRETS, secrets)
         store = CertStore(first=("api", "site", "missing"))
         loaded: list[int] = []
         tls = TLSConfig(secrets=("api", "site", "missing"))
