@@ -18,10 +18,11 @@ Invariants:
 
 from __future__ import annotations
 
+from tether.hashing.session import DRAINING, endpoint_states
 from tether.hashing.session.drain import DrainStack, TableView
 from tether.models.table import TableDocument
 
-from .routes import LANE_PYTHON, Route, Target, build_route
+from .routes import LANE_PYTHON, Route, build_route
 
 MAX_TABLES = 8
 
@@ -49,9 +50,8 @@ def _eligible(route: Route | None) -> bool:
 
 
 def _draining(doc: TableDocument) -> frozenset[str]:
-    return frozenset(
-        ep.authority for ep in doc.endpoints if ep.terminating and ep.serving and not ep.ready
-    )
+    states = endpoint_states(doc.endpoints, drain=True)
+    return frozenset(a for a, state in states.items() if state == DRAINING)
 
 
 def build_drain_route(doc: TableDocument, prev: Route | None) -> Route:
@@ -100,20 +100,9 @@ class DrainRoute(Route):
 
     def _extra_targets(self, doc: TableDocument) -> None:
         """Append the draining endpoints as targets (after the ready ones) and finish the stack."""
-        stack = self.drain
-        index = {t.authority: i for i, t in enumerate(self.targets)}
-        self.drain_index: dict[str, int] = {}
-        for ep in doc.endpoints:
-            a = ep.authority
-            if a not in stack.draining:
-                continue
-            if a not in index:
-                index[a] = len(self.targets)
-                self.targets.append(Target(ep.address, ep.port, ep.pod, ep.weight))
-            self.drain_index[a] = index[a]
-        self.active = [0] * len(self.targets)
+        self.drain_index = self._append_targets(doc, self.drain.draining)
         if _eligible(self):
-            self.drain = stack.with_current(_view(self))
+            self.drain = self.drain.with_current(_view(self))
 
     def _lane_hints(self) -> None:
         """Always the Python path: the native lane knows one table only."""

@@ -229,13 +229,26 @@ class Route:
         svc = doc.service
         spec = spec_from_model(doc.session, svc.namespace, svc.name)
         states = endpoint_states(doc.endpoints, spec.drain)
+        self._append_targets(doc, {a for a, state in states.items() if state == DRAINING})
         index = {t.authority: i for i, t in enumerate(self.targets)}
-        for ep in doc.endpoints:
-            if states.get(ep.authority) == DRAINING and ep.authority not in index:
-                index[ep.authority] = len(self.targets)
-                self.targets.append(Target(ep.address, ep.port, ep.pod, ep.weight))
-        self.active = [0] * len(self.targets)
         return SessionRoute(spec, states, index)
+
+    def _append_targets(self, doc: TableDocument, authorities) -> dict[str, int]:
+        """Make every endpoint of ``doc`` in ``authorities`` a target (those not targets yet go
+        after the existing ones, in document order, so ready targets keep their indices);
+        return authority → target index for them. ``active`` is sized to the targets."""
+        index = {t.authority: i for i, t in enumerate(self.targets)}
+        out: dict[str, int] = {}
+        for ep in doc.endpoints:
+            a = ep.authority
+            if a not in authorities:
+                continue
+            if a not in index:
+                index[a] = len(self.targets)
+                self.targets.append(Target(ep.address, ep.port, ep.pod, ep.weight))
+            out[a] = index[a]
+        self.active = [0] * len(self.targets)
+        return out
 
     def _extra_targets(self, doc: TableDocument) -> None:
         """Targets beyond the ready ones and the sessions' (a subclass's hook; none here)."""
