@@ -37,6 +37,7 @@ from ..e2e.deploy import (
     gateway_pods,
     http_get,
     ready_endpoints,
+    seed_rule,
     table_doc,
 )
 from .results import percentile, record
@@ -45,17 +46,6 @@ pytestmark = pytest.mark.bench
 
 NS = "bench"
 HOST = f"httpbin.{NS}"
-RULE = f"""
-apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata: {{name: httpbin, namespace: {NS}}}
-spec:
-  host: httpbin.{NS}.svc.cluster.local
-  trafficPolicy:
-    loadBalancer:
-      consistentHash:
-        httpCookie: {{name: sticky-session-key, ttl: 0s}}
-"""
 EVENTS = int(os.environ.get("TETHER_BENCH_SCALE_EVENTS", "12"))
 LUA = """math.randomseed(12345)
 request = function()
@@ -93,7 +83,7 @@ def _deploy(cluster) -> str:
     cluster.kubectl("create", "namespace", NS, check=False)
     wait_until(lambda: cluster.kubectl("get", "sa", "default", "-n", NS, check=False), 30)
     cluster.kubectl("apply", "-n", NS, "-f", str(EXAMPLES / "httpbin.yaml"))
-    cluster.apply(RULE)
+    cluster.apply(seed_rule(NS))
     wait_until(lambda: ready_endpoints(table_doc(cluster, NS, "httpbin", 8000)) == 3, 180,
                what="3 endpoints")  # fmt: skip
     return gateway_pods(cluster)[0]["status"]["podIP"]

@@ -11,6 +11,8 @@ import json
 import re
 from pathlib import Path
 
+import yaml
+
 from tether.cli.demo_http import Connection
 from tether.lab.testing import wait_until
 from tether.models import table as t
@@ -20,6 +22,16 @@ EXAMPLES = ROOT / "deploy" / "examples"
 TABLES_NS = "tether-system"
 OPERATOR = "app.kubernetes.io/name=tether-operator"
 GATEWAY = "app.kubernetes.io/name=tether-gateway"
+SEED_RULE = EXAMPLES / "seed-destinationrule.yaml"
+
+
+def seed_rule(ns: str) -> str:
+    """The seed walkthrough's DestinationRule (deploy/examples, cookie `sticky-session-key`,
+    ttl 0s), moved to namespace `ns`: its metadata and its host name `httpbin.<ns>`."""
+    doc = yaml.safe_load(SEED_RULE.read_text())
+    doc["metadata"]["namespace"] = ns
+    doc["spec"]["host"] = f"httpbin.{ns}.svc.cluster.local"
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def is_ready(pod: dict) -> bool:

@@ -27,22 +27,11 @@ from .deploy import (
     httpbin_settled,
     ready_endpoints,
     ready_pods_in_table,
+    seed_rule,
     table_doc,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
-
-RULE = """
-apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata: {{name: httpbin, namespace: {ns}}}
-spec:
-  host: httpbin.{ns}.svc.cluster.local
-  trafficPolicy:
-    loadBalancer:
-      consistentHash:
-        httpCookie: {{name: sticky-session-key, ttl: 0s}}
-"""
 
 
 class Gateway:
@@ -72,7 +61,7 @@ def _setup(cluster, ns: str, replicas: int = 3, rule: bool = True) -> str:
         cluster.kubectl("scale", "deployment/httpbin", "-n", ns, f"--replicas={replicas}")
     httpbin_settled(cluster, ns, replicas)
     if rule:
-        cluster.apply(RULE.format(ns=ns))
+        cluster.apply(seed_rule(ns))
         wait_until(
             lambda: table_doc(cluster, ns, "httpbin", 8000).policy.type == "consistentHash",
             timeout=30,
