@@ -25,8 +25,8 @@ from playwright.sync_api import sync_playwright
 from tether.cli.demo_http import Reply, tagged
 from tether.lab.testing import wait_until
 
-from .deploy import EXAMPLES, gateway_pods, httpbin_settled, table_doc
-from .test_gateway import RULE, Gateway
+from .deploy import EXAMPLES, gateway_pods, httpbin_settled, seed_rule, table_doc
+from .test_gateway import Gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
 
@@ -85,7 +85,7 @@ def _setup(cluster, ns: str) -> str:
 
 def test_seed_step_4_refresh_same_pod_and_the_cookie_in_the_browser(cluster, namespace: str):
     host = _setup(cluster, namespace)
-    cluster.apply(RULE.format(ns=namespace))
+    cluster.apply(seed_rule(namespace))
     wait_until(lambda: table_doc(cluster, namespace, "httpbin", 8000).policy.type
                == "consistentHash", timeout=30, what="the seed rule's table")  # fmt: skip
     answers = Gateway(cluster).answers
@@ -142,7 +142,7 @@ def test_seed_step_4_over_https_secure_cookie_in_the_browser(cluster, namespace:
     from .deploy import TABLES_NS
 
     host = _setup(cluster, namespace)
-    cluster.apply(RULE.format(ns=namespace))
+    cluster.apply(seed_rule(namespace))
     wait_until(lambda: table_doc(cluster, namespace, "httpbin", 8000).policy.type
                == "consistentHash", timeout=30, what="the seed rule's table")  # fmt: skip
     cert_pem, key_pem = Pki(tmp_path).leaf([host], serial=7)
