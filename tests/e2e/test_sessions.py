@@ -47,8 +47,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
 NAME = "shop"
 
 
-def _setup(cluster, ns: str, replicas: int = 3, strict: bool = False) -> tuple[Gateway, str]:
-    cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "httpbin.yaml"))
+def _setup(
+    cluster, ns: str, replicas: int = 3, strict: bool = False, manifest: str | None = None
+) -> tuple[Gateway, str]:
+    """httpbin (deploy/examples, or ``manifest``) with persistent sessions ``shop``; every
+    gateway replica issues its cookies."""
+    if manifest is None:
+        cluster.kubectl("apply", "-n", ns, "-f", str(EXAMPLES / "httpbin.yaml"))
+    else:
+        cluster.apply(manifest, namespace=ns)
     if replicas != 3:
         cluster.kubectl("scale", "deployment/httpbin", "-n", ns, f"--replicas={replicas}")
     httpbin_settled(cluster, ns, replicas)

@@ -99,6 +99,22 @@ class Container:
         """Stop the container within `grace` seconds."""
         raise NotImplementedError
 
+    async def terminate(self, grace: float) -> None:
+        """A real kubelet's order: the preStop hook first, then stop, all within `grace`.
+
+        Only the `sleep` hook is emulated (Kubernetes' PodLifecycleSleepAction): the container
+        keeps running and its readiness probe keeps reporting, so the pod stays Ready and its
+        EndpointSlice endpoint is `serving` (and `terminating`) while it sleeps. A pod deleted
+        with grace 0 runs no hook.
+        """
+        began = time.monotonic()
+        hook = (self.spec.get("lifecycle") or {}).get("preStop") or {}
+        seconds = (hook.get("sleep") or {}).get("seconds")
+        if seconds and grace > 0 and self.state.running_since is not None:
+            self.w.write_log(self.name, self.state.restart_count, f"preStop: sleep {seconds}")
+            await asyncio.sleep(min(float(seconds), grace))
+        await self.stop(max(0.0, grace - (time.monotonic() - began)))
+
     async def crash(self) -> None:
         """Kill the running container without grace (SIGKILL); it restarts per restartPolicy."""
         raise NotImplementedError

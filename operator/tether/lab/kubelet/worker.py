@@ -1,8 +1,9 @@
 """One pod's life on the loopback kubelet: IP, containers, status reports, graceful deletion.
 
 Deletion follows the kubelet's contract: when the pod gets a deletionTimestamp its containers
-stop within deletionGracePeriodSeconds (servers stop accepting and finish in-flight requests;
-processes get SIGTERM, then SIGKILL), then the kubelet confirms with a grace-0 delete
+stop within deletionGracePeriodSeconds (a preStop `sleep` hook first, while the pod stays
+Ready; then servers stop accepting and finish in-flight requests; processes get SIGTERM, then
+SIGKILL), then the kubelet confirms with a grace-0 delete
 (precondition: same UID) and releases the IP.
 """
 
@@ -141,7 +142,7 @@ class PodWorker:
         if grace is None:
             grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
         started = time.monotonic()
-        await asyncio.gather(*(c.stop(float(grace)) for c in self.containers))
+        await asyncio.gather(*(c.terminate(float(grace)) for c in self.containers))
         log.info("pod %s/%s stopped in %.2f s (grace %s s)", self.namespace, self.name,
                  time.monotonic() - started, grace)  # fmt: skip
         if not self.gone:

@@ -1,0 +1,88 @@
+"""Graceful session drain end to end (lab and kind): a pod that is terminating but still
+serving keeps its sessions and gets no new ones; once it is gone its sessions move, once.
+
+The pods sleep in a `preStop` hook (Kubernetes' `sleep` action) before they are told to stop,
+as the README advises for drain: a real kubelet keeps such a pod Ready while it sleeps, so its
+EndpointSlice endpoint is `serving: true, terminating: true, ready: false`; the lab's kubelet
+emulates the hook. The test checks what a user of a shopping cart would: during that window
+every session of the pod still reaches it, and new visitors never do.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from tether.lab.testing import wait_until
+
+from .chaos import gateway_status, table_name
+from .deploy import EXAMPLES, gateway_pods, table_doc
+from .test_sessions import _again, _open, _setup
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
+
+PRESTOP = 40  # s the pods keep serving after deletion (the drain window)
+
+
+def _manifest() -> str:
+    """deploy/examples/httpbin.yaml with a preStop sleep of PRESTOP s in a longer grace."""
+    docs = list(yaml.safe_load_all((EXAMPLES / "httpbin.yaml").read_text()))
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            pod = doc["spec"]["template"]["spec"]
+            pod["terminationGracePeriodSeconds"] = PRESTOP + 15
+            for c in pod["containers"]:
+                c["lifecycle"] = {"preStop": {"sleep": {"seconds": PRESTOP}}}
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def _state(cluster, ns: str, pod: str) -> tuple[dict, object] | None:
+    """The victim's endpoint in the published table (ready/serving/terminating), once every
+    gateway replica routes by that document."""
+    doc = table_doc(cluster, ns, "httpbin", 8000)
+    if doc is None:
+        return None
+    for gw in gateway_pods(cluster):
+        if gateway_status(cluster, gw)["tables"].get(table_name(ns)) != doc.checksum:
+            return None
+    ep = next((e for e in doc.endpoints if e.pod == pod), None)
+    flags = None if ep is None else {"ready": ep.ready, "serving": ep.serving,
+                                     "terminating": ep.terminating}  # fmt: skip
+    return flags, doc
+
+
+def test_a_draining_pod_keeps_its_sessions_and_gets_no_new_ones(cluster, namespace: str):
+    gw, host = _setup(cluster, namespace, manifest=_manifest())
+    clients = _open(gw, host, 150)
+    victim = clients[0].pods[0]
+    mine = [c for c in clients if c.pods[0] == victim]
+    others = [c for c in clients if c.pods[0] != victim]
+    assert mine and others
+    cluster.kubectl("delete", "pod", victim, "-n", namespace, "--wait=false")
+    deleted = time.monotonic()
+    draining = {"ready": False, "serving": True, "terminating": True}
+    wait_until(
+        lambda: (st := _state(cluster, namespace, victim)) and st[0] == draining,
+        timeout=PRESTOP / 2,
+        what=f"every gateway replica routing by a table with {victim} draining",
+    )
+
+    _again(gw, host, clients)  # while it drains
+    fresh = _open(gw, host, 60)
+    window = time.monotonic() - deleted
+    assert window < PRESTOP - 5, f"checked {window:.1f} s after the deletion: past the drain"
+    assert [c.pods[-1] for c in mine] == [victim] * len(mine)  # its sessions stay
+    assert all(set(c.pods) == {c.pods[0]} for c in others)
+    assert victim not in {c.pods[0] for c in fresh}  # no new session goes there
+
+    wait_until(
+        lambda: (st := _state(cluster, namespace, victim)) and st[0] is None,
+        timeout=PRESTOP + 60,
+        what=f"the table without {victim}",
+    )
+    _again(gw, host, clients)
+    for c in mine:  # moved once, to a pod that stays
+        assert c.pods[-1] != victim and c.moves == 1, c.pods
+    assert all(set(c.pods) == {c.pods[0]} for c in others)
