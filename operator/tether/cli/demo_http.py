@@ -83,8 +83,10 @@ def request(
 class Answers:
     """Fills in `Reply.pod` from the gateway's access log where the reply did not name it."""
 
-    def __init__(self, cluster, namespace: str = "tether-system") -> None:
-        self.cluster, self.namespace = cluster, namespace
+    def __init__(
+        self, cluster, namespace: str = "tether-system", selector: str = GATEWAY_SELECTOR
+    ) -> None:
+        self.cluster, self.namespace, self.selector = cluster, namespace, selector
 
     def _log_pods(self, since_seconds: int) -> dict[str, str]:
         out = self.cluster.kubectl(
@@ -92,7 +94,7 @@ class Answers:
             "-n",
             self.namespace,
             "-l",
-            GATEWAY_SELECTOR,
+            self.selector,
             "--tail=-1",
             "--prefix=false",
             "--max-log-requests=20",
