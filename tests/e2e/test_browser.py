@@ -51,7 +51,7 @@ def browser(cluster, host: str, spki: str | None = None):
     errors-spki-list``: any other certificate still fails), as a browser trusting the site's CA.
     """
     if cluster.backend == "kind":
-        ip, port = "127.0.0.1", cluster.host_port
+        ip, port = "127.0.0.1", cluster.tls_host_port if spki else cluster.host_port
     else:
         ip, port = gateway_pods(cluster)[0]["status"]["podIP"], 8443 if spki else 8080
     args = [*QUIET, f"--host-resolver-rules=MAP {host} {ip}"]
@@ -126,7 +126,6 @@ def test_persistent_session_survives_a_scale_up_in_the_browser(cluster, namespac
     assert first.set_cookies[0].startswith(f"shop={session['value']}; Path=/; HttpOnly")
 
 
-@pytest.mark.only_on("lab")  # kind publishes only the gateway's HTTP port on 127.0.0.1
 def test_seed_step_4_over_https_secure_cookie_in_the_browser(cluster, namespace: str, tmp_path):
     """The seed's step 4 on the gateway's TLS listener (deploy/gateway: :8443, the Secret
     ``tether-gateway-tls``): the browser gets the page over TLS 1.2+, the sticky cookie comes

@@ -91,6 +91,7 @@ def _up(args: argparse.Namespace) -> int:
   tether kind exec --name {c.name} -- kubectl apply -k deploy/kind   # operator + gateway
   tether kind exec --name {c.name} -- kubectl apply -f deploy/examples/httpbin.yaml
   curl http://127.0.0.1:{meta["host_port"]}/status/418            # the gateway, from this host
+  curl -k https://127.0.0.1:{meta.get("tls_port", "?")}/get  # TLS (Secret tether-gateway-tls)
 
   stop: tether kind down --name {c.name}"""
     )

@@ -94,6 +94,14 @@ class KindCluster(KindFaults):
             raise KindError(f"cluster {self.name!r} has no recorded gateway port (not up?)")
         return int(port)
 
+    @property
+    def tls_host_port(self) -> int:
+        """The host port that reaches the gateway's TLS listener (https://127.0.0.1:<port>)."""
+        port = self.meta().get("tls_port")
+        if not port:
+            raise KindError(f"cluster {self.name!r} has no recorded TLS port (made before it?)")
+        return int(port)
+
     def node_pid(self) -> int:
         """PID of the node container's init (its network namespace is the node's)."""
         pid = docker("inspect", "-f", "{{.State.Pid}}", self.node).strip()
@@ -136,6 +144,8 @@ class KindCluster(KindFaults):
         st["up"] = bool(nodes) and all(s == "True" for s in st["nodes"].values())
         st["kubeconfig"] = str(self.kubeconfig)
         st["gateway"] = f"http://127.0.0.1:{meta.get('host_port')}"
+        if meta.get("tls_port"):
+            st["gateway_tls"] = f"https://127.0.0.1:{meta['tls_port']}"
         return st
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -149,8 +159,9 @@ class KindCluster(KindFaults):
     ) -> dict:
         """Create the cluster from `image` (a running one is kept) and return its metadata.
 
-        Invariant on return: the node is Ready, kubeconfig works, and http://127.0.0.1:<port>
-        reaches the node's NodePort 30080. Workarounds are applied only when detected.
+        Invariant on return: the node is Ready, kubeconfig works, http://127.0.0.1:<port>
+        reaches the node's NodePort 30080 and 127.0.0.1:<tls_port> its NodePort 30443 (the
+        gateway's TLS listener). Workarounds are applied only when detected.
         """
         if self.status()["up"]:
             return self.meta()
@@ -159,8 +170,11 @@ class KindCluster(KindFaults):
         if not image_exists(image):
             raise KindError(f"node image {image} is not present: run `tether kind build`")
         port = host_port or free_port()
+        tls_port = free_port()
+        while tls_port == port:
+            tls_port = free_port()
         restrict = needs_sys_resource_workaround()
-        cfg = ClusterConfig(self.name, port, restrict)
+        cfg = ClusterConfig(self.name, port, restrict, tls_port)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.state_dir / "kind-config.yaml"
         cfg_path.write_text(cfg.render())
@@ -199,6 +213,7 @@ class KindCluster(KindFaults):
             "mode": mode,
             "image": image,
             "host_port": port,
+            "tls_port": tls_port,
             "restrict_oom_score_adj": restrict,
             "up_seconds": round(time.monotonic() - started, 1),
             "created": time.time(),

@@ -6,7 +6,8 @@ import json
 import socket
 from dataclasses import dataclass
 
-GATEWAY_NODEPORT = 30080
+GATEWAY_NODEPORT = 30080  # the gateway's plain HTTP (:8080) on the node
+GATEWAY_TLS_NODEPORT = 30443  # its TLS listener (:8443), deploy/kind/gateway-nodeport.yaml
 
 RESTRICT_OOM_PATCH = """[plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
@@ -20,9 +21,13 @@ class ClusterConfig:
     name: str
     host_port: int
     restrict_oom: bool
+    tls_port: int | None = None  # the host port for the gateway's TLS listener (None: unmapped)
 
     def render(self) -> str:
         """The kind Cluster config (YAML, written as JSON: a YAML subset)."""
+        ports = [_loopback(GATEWAY_NODEPORT, self.host_port)]
+        if self.tls_port:
+            ports.append(_loopback(GATEWAY_TLS_NODEPORT, self.tls_port))
         cfg: dict = {
             "kind": "Cluster",
             "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -31,20 +36,18 @@ class ClusterConfig:
             "nodes": [
                 {
                     "role": "control-plane",
-                    "extraPortMappings": [
-                        {
-                            "containerPort": GATEWAY_NODEPORT,
-                            "hostPort": self.host_port,
-                            "listenAddress": "127.0.0.1",
-                            "protocol": "TCP",
-                        }
-                    ],
+                    "extraPortMappings": ports,
                 }
             ],
         }
         if self.restrict_oom:
             cfg["containerdConfigPatches"] = [RESTRICT_OOM_PATCH]
         return json.dumps(cfg, indent=2) + "\n"
+
+
+def _loopback(node_port: int, host_port: int) -> dict:
+    return {"containerPort": node_port, "hostPort": host_port, "listenAddress": "127.0.0.1",
+            "protocol": "TCP"}  # fmt: skip
 
 
 def free_port() -> int:

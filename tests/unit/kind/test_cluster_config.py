@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tether.kind.config import GATEWAY_NODEPORT, ClusterConfig
+from tether.kind.config import GATEWAY_NODEPORT, GATEWAY_TLS_NODEPORT, ClusterConfig
 from tether.kind.images import CNI_CONFLIST, apt_mirror
 
 
@@ -14,6 +14,14 @@ def test_gateway_port_is_published_on_loopback_only():
     assert mapping == {"containerPort": GATEWAY_NODEPORT, "hostPort": 30123,
                        "listenAddress": "127.0.0.1", "protocol": "TCP"}  # fmt: skip
     assert cfg["networking"]["apiServerAddress"] == "127.0.0.1"
+
+
+def test_tls_port_is_published_on_loopback_when_given():
+    cfg = json.loads(ClusterConfig("t", 30123, False, tls_port=30124).render())
+    plain, tls = cfg["nodes"][0]["extraPortMappings"]
+    assert plain["hostPort"] == 30123
+    assert tls == {"containerPort": GATEWAY_TLS_NODEPORT, "hostPort": 30124,
+                   "listenAddress": "127.0.0.1", "protocol": "TCP"}  # fmt: skip
 
 
 def test_restrict_oom_score_adj_only_when_the_machine_needs_it():
