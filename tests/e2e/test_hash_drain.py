@@ -19,9 +19,8 @@ import yaml
 from tether.cli.demo_http import Answers, send_sessions
 from tether.lab.testing import wait_until
 
-from .chaos import gateway_status, table_name
 from .deploy import ROOT, TABLES_NS, gateway_pods, is_ready, metrics, seed_rule, table_doc
-from .test_session_drain import PRESTOP, _manifest
+from .test_session_drain import PRESTOP, endpoint_flags, prestop_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
 
@@ -55,29 +54,13 @@ def _pods(cluster, ip: str, host: str, cookies: list, answers: Answers) -> list[
     return [r.pod for r in answers.resolve(replies)]
 
 
-def _victim_flags(cluster, ns: str, victim: str, ips: list[str]) -> dict | bool | None:
-    """The victim's endpoint flags in the published table once every gateway at ``ips`` routes
-    by it (None: not listed), else False."""
-    doc = table_doc(cluster, ns, "httpbin", 8000)
-    if doc is None:
-        return False
-    for ip in ips:
-        pod = {"status": {"podIP": ip}}
-        if gateway_status(cluster, pod)["tables"].get(table_name(ns)) != doc.checksum:
-            return False
-    ep = next((e for e in doc.endpoints if e.pod == victim), None)
-    if ep is None:
-        return None
-    return {"ready": ep.ready, "serving": ep.serving, "terminating": ep.terminating}
-
-
 def _drain_picks(cluster, ip: str) -> float:
     samples = metrics({"status": {"podIP": ip}}, 9901, cluster)
     return sum(v for k, v in samples.items() if k.startswith("tether_gateway_drain_picks_total"))
 
 
 def test_hash_drain_keeps_a_draining_pods_keys_and_nothing_else(cluster, namespace: str):
-    cluster.apply(_manifest(), namespace=namespace)
+    cluster.apply(prestop_manifest(), namespace=namespace)
     cluster.apply(seed_rule(namespace))
     host = f"httpbin.{namespace}"
     wait_until(
@@ -94,7 +77,7 @@ def test_hash_drain_keeps_a_draining_pods_keys_and_nothing_else(cluster, namespa
         ips = [drain_ip, plain_ip]
         drained, plain = Answers(cluster, selector=SELECTOR), Answers(cluster)
         keys = [f'sticky-session-key="{secrets.token_hex(8)}"' for _ in range(120)]
-        wait_until(lambda: _victim_flags(cluster, namespace, "", ips) is None, timeout=60,
+        wait_until(lambda: endpoint_flags(cluster, namespace, "", ips) is None, timeout=60,
                    what="both gateways routing by the same table")  # fmt: skip
         before = _pods(cluster, drain_ip, host, keys, drained)
         assert before == _pods(cluster, plain_ip, host, keys, plain)  # same table, same picks
@@ -103,7 +86,7 @@ def test_hash_drain_keeps_a_draining_pods_keys_and_nothing_else(cluster, namespa
         deleted = time.monotonic()
         draining = {"ready": False, "serving": True, "terminating": True}
         wait_until(
-            lambda: _victim_flags(cluster, namespace, victim, ips) == draining,
+            lambda: endpoint_flags(cluster, namespace, victim, ips) == draining,
             timeout=PRESTOP / 2,
             what=f"both gateways routing by a table with {victim} draining",
         )
@@ -120,7 +103,7 @@ def test_hash_drain_keeps_a_draining_pods_keys_and_nothing_else(cluster, namespa
         kept = before.count(victim)
         assert _drain_picks(cluster, drain_ip) - picks >= kept
 
-        wait_until(lambda: _victim_flags(cluster, namespace, victim, ips) is None,
+        wait_until(lambda: endpoint_flags(cluster, namespace, victim, ips) is None,
                    timeout=PRESTOP + 60, what=f"the table without {victim}")  # fmt: skip
         after = _pods(cluster, drain_ip, host, keys, drained)
         assert after == _pods(cluster, plain_ip, host, keys, plain)  # drain over: Envoy-exact

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("tether_gateway")]
 PRESTOP = 40  # s the pods keep serving after deletion (the drain window)
 
 
-def _manifest() -> str:
+def prestop_manifest() -> str:
     """deploy/examples/httpbin.yaml with a preStop sleep of PRESTOP s in a longer grace."""
     docs = list(yaml.safe_load_all((EXAMPLES / "httpbin.yaml").read_text()))
     for doc in docs:
@@ -38,23 +38,30 @@ def _manifest() -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def _state(cluster, ns: str, pod: str) -> tuple[dict, object] | None:
-    """The victim's endpoint in the published table (ready/serving/terminating), once every
-    gateway replica routes by that document."""
+def endpoint_flags(cluster, ns: str, pod: str, gateway_ips: list[str]) -> dict | bool | None:
+    """``pod``'s endpoint flags (ready, serving, terminating) in ns/httpbin's published table
+    once every gateway replica at ``gateway_ips`` routes by that document; None when the
+    table does not list the pod; False while a replica routes by another document."""
     doc = table_doc(cluster, ns, "httpbin", 8000)
     if doc is None:
-        return None
-    for gw in gateway_pods(cluster):
-        if gateway_status(cluster, gw)["tables"].get(table_name(ns)) != doc.checksum:
-            return None
+        return False
+    for ip in gateway_ips:
+        if gateway_status(cluster, {"status": {"podIP": ip}})["tables"].get(table_name(ns)) != (
+            doc.checksum
+        ):
+            return False
     ep = next((e for e in doc.endpoints if e.pod == pod), None)
-    flags = None if ep is None else {"ready": ep.ready, "serving": ep.serving,
-                                     "terminating": ep.terminating}  # fmt: skip
-    return flags, doc
+    if ep is None:
+        return None
+    return {"ready": ep.ready, "serving": ep.serving, "terminating": ep.terminating}
+
+
+def _replicas(cluster) -> list[str]:
+    return [p["status"]["podIP"] for p in gateway_pods(cluster)]
 
 
 def test_a_draining_pod_keeps_its_sessions_and_gets_no_new_ones(cluster, namespace: str):
-    gw, host = _setup(cluster, namespace, manifest=_manifest())
+    gw, host = _setup(cluster, namespace, manifest=prestop_manifest())
     clients = _open(gw, host, 150)
     victim = clients[0].pods[0]
     mine = [c for c in clients if c.pods[0] == victim]
@@ -64,7 +71,7 @@ def test_a_draining_pod_keeps_its_sessions_and_gets_no_new_ones(cluster, namespa
     deleted = time.monotonic()
     draining = {"ready": False, "serving": True, "terminating": True}
     wait_until(
-        lambda: (st := _state(cluster, namespace, victim)) and st[0] == draining,
+        lambda: endpoint_flags(cluster, namespace, victim, _replicas(cluster)) == draining,
         timeout=PRESTOP / 2,
         what=f"every gateway replica routing by a table with {victim} draining",
     )
@@ -78,7 +85,7 @@ def test_a_draining_pod_keeps_its_sessions_and_gets_no_new_ones(cluster, namespa
     assert victim not in {c.pods[0] for c in fresh}  # no new session goes there
 
     wait_until(
-        lambda: (st := _state(cluster, namespace, victim)) and st[0] is None,
+        lambda: endpoint_flags(cluster, namespace, victim, _replicas(cluster)) is None,
         timeout=PRESTOP + 60,
         what=f"the table without {victim}",
     )
