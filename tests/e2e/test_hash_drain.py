@@ -85,10 +85,10 @@ def test_hash_drain_keeps_a_draining_pods_keys_and_nothing_else(cluster, namespa
         cluster.kubectl("delete", "pod", victim, "-n", namespace, "--wait=false")
         deleted = time.monotonic()
         draining = {"ready": False, "serving": True, "terminating": True}
-        wait_until(
-            lambda: endpoint_flags(cluster, namespace, victim, ips) == draining,
+        wait_until(  # the replacement pod ready too: the table then holds until the drain ends
+            lambda: endpoint_flags(cluster, namespace, victim, ips, ready=3) == draining,
             timeout=PRESTOP / 2,
-            what=f"both gateways routing by a table with {victim} draining",
+            what=f"both gateways routing by a table with {victim} draining and 3 ready pods",
         )
         picks = _drain_picks(cluster, drain_ip)
         during = _pods(cluster, drain_ip, host, keys, drained)
@@ -96,6 +96,7 @@ def test_hash_drain_keeps_a_draining_pods_keys_and_nothing_else(cluster, namespa
         # new visitors: the gateway generates their cookie, which never names a draining pod
         fresh_pods = _pods(cluster, drain_ip, host, [None] * 60, drained)
         window = time.monotonic() - deleted
+        print(f"\nhash drain: checked {window:.1f} s after the deletion (drain {PRESTOP} s)")
         assert window < PRESTOP - 5, f"checked {window:.1f} s after the deletion: past the drain"
         for b, d, e in zip(before, during, envoy, strict=True):
             assert d == (victim if b == victim else e), (b, d, e)  # its keys stay, others as Envoy

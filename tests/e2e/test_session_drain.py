@@ -38,12 +38,15 @@ def prestop_manifest() -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def endpoint_flags(cluster, ns: str, pod: str, gateway_ips: list[str]) -> dict | bool | None:
+def endpoint_flags(
+    cluster, ns: str, pod: str, gateway_ips: list[str], ready: int | None = None
+) -> dict | bool | None:
     """``pod``'s endpoint flags (ready, serving, terminating) in ns/httpbin's published table
-    once every gateway replica at ``gateway_ips`` routes by that document; None when the
-    table does not list the pod; False while a replica routes by another document."""
+    once every gateway replica at ``gateway_ips`` routes by that document (and, if ``ready`` is
+    given, the document lists that many ready endpoints); None when the table does not list
+    the pod; False while a replica routes by another document."""
     doc = table_doc(cluster, ns, "httpbin", 8000)
-    if doc is None:
+    if doc is None or (ready is not None and sum(e.ready for e in doc.endpoints) != ready):
         return False
     for ip in gateway_ips:
         if gateway_status(cluster, {"status": {"podIP": ip}})["tables"].get(table_name(ns)) != (
@@ -79,6 +82,7 @@ def test_a_draining_pod_keeps_its_sessions_and_gets_no_new_ones(cluster, namespa
     _again(gw, host, clients)  # while it drains
     fresh = _open(gw, host, 60)
     window = time.monotonic() - deleted
+    print(f"\nsession drain: checked {window:.1f} s after the deletion (drain {PRESTOP} s)")
     assert window < PRESTOP - 5, f"checked {window:.1f} s after the deletion: past the drain"
     assert [c.pods[-1] for c in mine] == [victim] * len(mine)  # its sessions stay
     assert all(set(c.pods) == {c.pods[0]} for c in others)
