@@ -15,7 +15,9 @@ of a well-formed message, which ``parse_cookie`` reproduces (C++ protobuf, proto
 
 tether's signed values extend the same message with fields Envoy ignores (unknown to it):
 ``valid_until`` (1001, uint64), ``key_id`` (1002, string), ``mac`` (1003, bytes). Envoy's field
-numbers grow from 1, so these cannot collide with a future Envoy field.
+numbers grow from 1, so these cannot collide with a future Envoy field. Because Envoy skips
+them, none of them can fail the parse: a ``key_id`` that is not UTF-8 is kept with surrogate
+escapes (it names no key, so such a value never verifies).
 
 Invariant: ``parse_cookie(encode_cookie(c)) == c`` for every ``CookieFields`` with a valid UTF-8
 address and key id; ``parse_cookie`` returns None exactly where C++ ``ParseFromString`` fails.
@@ -194,8 +196,8 @@ def parse_cookie_general(data: bytes) -> CookieFields | None:
                     address = raw.decode("utf-8")
                 elif field == MAC:
                     mac = raw
-                else:
-                    key_id = raw.decode("utf-8")
+                else:  # Envoy's message has no field 1002: its bytes never fail the parse
+                    key_id = raw.decode("utf-8", "surrogateescape")
             elif wire == 0 and field in (EXPIRES, VALID_UNTIL):
                 value, pos = _varint(data, pos)
                 value &= 0xFFFFFFFFFFFFFFFF
